@@ -1,0 +1,61 @@
+"""Process-wide settings, read from ``ACMEFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where acmeflow keeps its state and how hard it works.
+
+    Every field can be set as ``ACMEFLOW_<FIELD>`` (e.g. ``ACMEFLOW_HOME``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ACMEFLOW_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path("~/.acmeflow").expanduser())
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    certificate_store: Path | None = None
+    zero_touch_store: Path | None = None
+    max_workers: int = Field(default=16, ge=1, le=256)
+    per_ca_concurrency: int = Field(default=8, ge=1)
+    per_dns_provider_concurrency: int = Field(default=8, ge=1)
+    propagation_timeout: float = Field(default=180.0, gt=0)
+    propagation_interval: float = Field(default=0.1, gt=0)
+    acme_timeout: float = Field(default=300.0, gt=0)
+    acme_poll_interval: float = Field(default=0.05, gt=0)
+    dns_resolvers: list[str] = Field(
+        default_factory=list,
+        description="host[:port] of resolvers for SOA/NS/CNAME lookups; empty = the system's",
+    )
+    dns_query_port: int = Field(default=53, ge=1, le=65535, description="port of authoritative NS")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: ``ACMEFLOW_DATABASE_URL`` or SQLite in the home folder."""
+        return self.database_url or f"sqlite:///{self.home / 'acmeflow.db'}"
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        """The Fernet key file used when ``ACMEFLOW_SECRET_KEY`` is not set."""
+        return self.secret_key_file or self.home / "secret.key"
+
+    def store_path(self, store: str) -> Path:
+        """The folder of the ``certificate`` or ``zero-touch`` store."""
+        if store == "certificate":
+            return self.certificate_store or self.home / "stores" / "certificate"
+        if store == "zero-touch":
+            return self.zero_touch_store or self.home / "stores" / "zero-touch"
+        raise ValueError(f"unknown store {store!r} (certificate or zero-touch)")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()
