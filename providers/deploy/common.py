@@ -1,0 +1,126 @@
+"""Helpers shared by the deploy targets: errors, serials, settings parsing, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cryptography import x509
+
+from core.errors import ConfigError, DeployError, mask_secrets
+
+
+def deploy_error(
+    type_name: str, text: str, *, secrets: Iterable[str | None] = (), retryable: bool = False
+) -> DeployError:
+    """A :class:`DeployError` whose detail is ``"<type>: <text>"`` with secrets masked."""
+    return DeployError(mask_secrets(f"{type_name}: {text}", list(secrets)), retryable=retryable)
+
+
+def normalize_serial(serial: str | int) -> str:
+    """A serial as lower hex without leading zeros (accepts ``0A:1B``, ``0a1b``, ints)."""
+    if isinstance(serial, int):
+        return format(serial, "x")
+    cleaned = serial.replace(":", "").replace(" ", "").strip()
+    if not cleaned:
+        return ""
+    return format(int(cleaned, 16), "x")
+
+
+def pem_certificates(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM blob, in order (empty list for an empty blob)."""
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        return []
+    return x509.load_pem_x509_certificates(pem)
+
+
+def serial_of_pem(pem: bytes) -> str | None:
+    """Lower-hex serial of the first certificate in ``pem``, or None if there is none."""
+    try:
+        certs = pem_certificates(pem)
+    except ValueError:
+        return None
+    return format(certs[0].serial_number, "x") if certs else None
+
+
+def setting_bool(settings: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean setting ("true"/"yes"/"1"/"on" are true)."""
+    raw = settings.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def setting_float(
+    settings: Mapping[str, str], name: str, default: float, *, type_name: str
+) -> float:
+    """A positive number setting; a bad value is a :class:`ConfigError` naming the field."""
+    raw = settings.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{type_name}: {name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{type_name}: {name} must be positive, got {raw!r}")
+    return value
+
+
+def setting_mode(settings: Mapping[str, str], name: str, default: int, *, type_name: str) -> int:
+    """A file mode setting written in octal ("0600", "640")."""
+    raw = settings.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip(), 8)
+    except ValueError:
+        raise ConfigError(f"{type_name}: {name} must be an octal mode like 0600") from None
+    if not 0 <= value <= 0o7777:
+        raise ConfigError(f"{type_name}: {name} must be an octal mode like 0600")
+    return value
+
+
+def text_tail(text: str, *, lines: int = 10, chars: int = 1500) -> str:
+    """The last ``lines`` lines (at most ``chars`` characters) of ``text``, stripped."""
+    tail = "\n".join(text.strip().splitlines()[-lines:])
+    return tail[-chars:]
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int, uid: int = -1, gid: int = -1) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file in the same directory + rename).
+
+    The temporary file is created with ``mode`` from the start (a key is never readable by
+    others, not even for a moment), owned by ``uid``/``gid`` when given, and fsynced before
+    the rename; the directory is fsynced after it.
+    """
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        # mkstemp creates 0600; set the exact mode (umask does not apply to fchmod).
+        os.fchmod(fd, mode)
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
