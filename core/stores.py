@@ -1,0 +1,532 @@
+"""The certificate store and the zero-touch store: one folder per certificate on disk.
+
+Layout of a store root::
+
+    <root>/
+      .staging/<request-id>.key          keys of orders in flight (folder 0700, keys 0600)
+      <slug>-<hash8>/                    one certificate (folder 0700)
+        cert.pem chain.pem fullchain.pem privkey.pem (0600) metadata.json
+        previous/<UTC timestamp>-<serial>/   earlier versions, newest ``keep_previous`` kept
+
+The folder name depends only on the certificate's name set, so a renewal replaces the
+certificate in place and the previous version moves to ``previous/``.
+
+Crash guarantee of :meth:`CertificateStore.write` (every file and folder is fsynced):
+
+1. the new set is written to ``.staging-<random>/`` inside the certificate folder;
+2. the current set is hard-linked into ``previous/<ts>-<serial>/`` (made under a temporary
+   name, then renamed, so a previous version is either complete or absent);
+3. the staging folder is renamed to ``.incoming`` -- the commit point;
+4. each file is moved from ``.incoming`` over the live one with ``os.replace``;
+5. ``.incoming`` is removed.
+
+A crash before step 3 leaves the old set live and untouched (leftovers are removed on the
+next access). A crash after step 3 is rolled forward by the next ``read``/``write`` of that
+folder (and by :meth:`CertificateStore.recover`): the remaining files are moved, so the live
+set is then entirely the new one. The live set is therefore never a mix after recovery; a
+process reading the files *during* step 4 of a running write (a window of a few renames)
+can see a mix, which is why deployment reads go through :meth:`read`, after the write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from config.settings import Settings, get_settings
+from core.errors import ConfigError, InvalidKey, NotFound
+
+StoreKind = Literal["certificate", "zero-touch"]
+STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")
+
+CERT_FILE = "cert.pem"
+CHAIN_FILE = "chain.pem"
+FULLCHAIN_FILE = "fullchain.pem"
+KEY_FILE = "privkey.pem"
+METADATA_FILE = "metadata.json"
+SET_FILES = (CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, METADATA_FILE)
+PREVIOUS_DIR = "previous"
+STAGING_DIR = ".staging"
+INCOMING_DIR = ".incoming"
+LOCK_FILE = ".lock"
+
+CERTIFICATE_EXTENSIONS = (".pem", ".crt", ".cer", ".der", ".p12", ".pfx")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+_SLUG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+def canonical_names(names: Iterable[str]) -> list[str]:
+    """The name set in canonical form: lower-case, no trailing dot, unique, sorted."""
+    return sorted({n.strip().rstrip(".").lower() for n in names if n and n.strip()})
+
+
+def names_digest(names: Iterable[str]) -> str:
+    """SHA-256 hex of the canonical name set (equal for equal sets, in any order/case)."""
+    return hashlib.sha256("\n".join(canonical_names(names)).encode("utf-8")).hexdigest()
+
+
+# --- atomic file primitives --------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (create, rename, unlink) to disk."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (must not exist) with ``mode`` from the first byte, write, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # exact mode regardless of umask (umask can only remove bits)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder.
+
+    The temp file is created with ``mode`` (0600 for keys), so the content is never exposed
+    with wider permissions, not even briefly.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        _write_new(tmp, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _mkdir_private(path: Path, mode: int = 0o700) -> None:
+    """Create ``path`` (and parents) and make sure it has exactly ``mode``."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        path.chmod(mode)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock of a certificate folder (one writer or recovery at a time)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _serial_of(cert_pem: bytes) -> str | None:
+    from cryptography import x509  # local: only needed when a certificate is replaced
+
+    try:
+        return format(x509.load_pem_x509_certificate(cert_pem).serial_number, "x")
+    except ValueError:
+        return None
+
+
+def _check_key_matches(cert_pem: bytes, key_pem: bytes) -> None:
+    """Refuse to store a key that does not belong to the certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise InvalidKey(detail="the private key is not an unencrypted PEM key") from None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ConfigError(detail="cert_pem is not a PEM certificate") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise InvalidKey(detail="the private key does not match the certificate")
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """The paths of one certificate's live files."""
+
+    folder: Path
+    cert: Path
+    chain: Path
+    fullchain: Path
+    privkey: Path
+    metadata: Path
+
+    @classmethod
+    def at(cls, folder: Path) -> StoredCertificate:
+        """The file paths of the certificate in ``folder``."""
+        return cls(
+            folder=folder,
+            cert=folder / CERT_FILE,
+            chain=folder / CHAIN_FILE,
+            fullchain=folder / FULLCHAIN_FILE,
+            privkey=folder / KEY_FILE,
+            metadata=folder / METADATA_FILE,
+        )
+
+    def load_metadata(self) -> dict[str, Any]:
+        """The contents of ``metadata.json`` (empty when absent)."""
+        try:
+            data = json.loads(self.metadata.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+class CertificateStore:
+    """One store (``certificate`` or ``zero-touch``) rooted at a folder."""
+
+    def __init__(
+        self,
+        root: Path,
+        kind: StoreKind,
+        *,
+        keep_previous: int | None = 5,
+        dir_mode: int = 0o700,
+    ) -> None:
+        if kind not in STORE_KINDS:
+            raise ConfigError(detail=f"unknown store {kind!r} (certificate or zero-touch)")
+        if keep_previous is not None and keep_previous < 0:
+            raise ConfigError(detail="keep_previous must be >= 0 (or None to keep all)")
+        self.root = Path(root).expanduser()
+        self.kind: StoreKind = kind
+        self.keep_previous = keep_previous
+        self.dir_mode = dir_mode
+
+    def __repr__(self) -> str:
+        return f"CertificateStore({str(self.root)!r}, {self.kind!r})"
+
+    # -- folders
+
+    def folder_for(self, names: list[str]) -> Path:
+        """The folder of the certificate for ``names``: ``<slug of the first name>-<8 hex of
+        the name-set hash>``. The hash ignores order and case; the slug follows the first name
+        as given, so pass the common name first (renewals reuse the recorded folder)."""
+        if not names or not any(n.strip() for n in names):
+            raise ConfigError(detail="a certificate needs at least one name")
+        first = next(n for n in names if n.strip()).strip().rstrip(".").lower()
+        slug = _SLUG_UNSAFE.sub("_", first.replace("*", "_wildcard_")).strip(".") or "cert"
+        return self.root / f"{slug[:80]}-{names_digest(names)[:8]}"
+
+    def _own(self, folder: Path) -> Path:
+        folder = Path(folder)
+        if not folder.is_absolute():
+            folder = self.root / folder
+        if folder.parent.resolve() != self.root.resolve():
+            raise ConfigError(detail=f"{str(folder)!r} is not a certificate folder of {self!r}")
+        return folder
+
+    # -- write / read
+
+    def write(
+        self,
+        folder: Path,
+        *,
+        cert_pem: bytes | str,
+        chain_pem: bytes | str,
+        fullchain_pem: bytes | str,
+        key_pem: bytes | str | None,
+        metadata: dict[str, Any],
+    ) -> StoredCertificate:
+        """Store a certificate set in ``folder`` (see the module doc for the crash guarantee).
+
+        ``key_pem=None`` keeps the current ``privkey.pem`` (renewal with the same key). The
+        key must match the certificate. The replaced set is kept in ``previous/``.
+        """
+        folder = self._own(folder)
+        _mkdir_private(self.root, self.dir_mode)
+        _mkdir_private(folder, self.dir_mode)
+        with _locked(folder):
+            return self._write_locked(
+                folder,
+                cert_pem=cert_pem,
+                chain_pem=chain_pem,
+                fullchain_pem=fullchain_pem,
+                key_pem=key_pem,
+                metadata=metadata,
+            )
+
+    def _write_locked(
+        self,
+        folder: Path,
+        *,
+        cert_pem: bytes | str,
+        chain_pem: bytes | str,
+        fullchain_pem: bytes | str,
+        key_pem: bytes | str | None,
+        metadata: dict[str, Any],
+    ) -> StoredCertificate:
+        self._recover_folder(folder)
+        cert_b = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
+        live = StoredCertificate.at(folder)
+        if key_pem is None:
+            try:
+                key_b = live.privkey.read_bytes()
+            except FileNotFoundError:
+                raise InvalidKey(
+                    detail=f"no private key to reuse in {str(folder)!r}; give the key"
+                ) from None
+        else:
+            key_b = key_pem.encode() if isinstance(key_pem, str) else key_pem
+        _check_key_matches(cert_b, key_b)
+
+        contents: dict[str, tuple[bytes, int]] = {
+            CERT_FILE: (cert_b, 0o644),
+            CHAIN_FILE: (chain_pem.encode() if isinstance(chain_pem, str) else chain_pem, 0o644),
+            FULLCHAIN_FILE: (
+                fullchain_pem.encode() if isinstance(fullchain_pem, str) else fullchain_pem,
+                0o644,
+            ),
+            KEY_FILE: (key_b, 0o600),
+            METADATA_FILE: (
+                (json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n").encode(),
+                0o644,
+            ),
+        }
+
+        # 1. stage the complete new set
+        staging = folder / f".staging-{secrets.token_hex(6)}"
+        staging.mkdir(mode=0o700)
+        try:
+            for name, (data, mode) in contents.items():
+                _write_new(staging / name, data, mode)
+            fsync_dir(staging)
+            # 2. keep the current set
+            if live.cert.exists():
+                self._archive(folder)
+            # 3. commit point
+            os.rename(staging, folder / INCOMING_DIR)
+            fsync_dir(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # 4-5. swap in and clean up
+        self._roll_forward(folder)
+        self._prune(folder)
+        return live
+
+    def read(self, folder: Path) -> StoredCertificate:
+        """The live files of ``folder`` (an interrupted write is completed first)."""
+        folder = self._own(folder)
+        if (folder / INCOMING_DIR).is_dir():
+            with _locked(folder):
+                self._recover_folder(folder)
+        live = StoredCertificate.at(folder)
+        if not live.cert.is_file():
+            raise NotFound(detail=f"no certificate in {str(folder)!r}")
+        return live
+
+    def previous_versions(self, folder: Path) -> list[Path]:
+        """Folders of earlier versions, oldest first."""
+        prev = self._own(folder) / PREVIOUS_DIR
+        if not prev.is_dir():
+            return []
+        return sorted(p for p in prev.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def recover(self) -> int:
+        """Finish or discard interrupted writes in every folder; returns folders repaired."""
+        repaired = 0
+        if not self.root.is_dir():
+            return 0
+        for folder in self.root.iterdir():
+            if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith("."):
+                interrupted = (folder / INCOMING_DIR).is_dir() or any(folder.glob(".staging-*"))
+                if interrupted:
+                    with _locked(folder):
+                        repaired += self._recover_folder(folder)
+        return repaired
+
+    def _recover_folder(self, folder: Path) -> int:
+        repaired = 0
+        if (folder / INCOMING_DIR).is_dir():
+            self._roll_forward(folder)
+            repaired = 1
+        for leftover in folder.glob(".staging-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            repaired = 1
+        prev = folder / PREVIOUS_DIR
+        if prev.is_dir():
+            for leftover in prev.glob(".tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        return repaired
+
+    def _roll_forward(self, folder: Path) -> None:
+        incoming = folder / INCOMING_DIR
+        for name in SET_FILES:
+            src = incoming / name
+            if src.exists():
+                os.replace(src, folder / name)
+        fsync_dir(folder)
+        shutil.rmtree(incoming, ignore_errors=True)
+        fsync_dir(folder)
+
+    def _archive(self, folder: Path) -> Path:
+        """Hard-link the live set into ``previous/<UTC timestamp>-<serial>/``."""
+        prev = folder / PREVIOUS_DIR
+        _mkdir_private(prev, self.dir_mode)
+        try:
+            serial = _serial_of((folder / CERT_FILE).read_bytes())
+        except OSError:
+            serial = None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        existing = self.previous_versions(folder)
+        if existing and existing[-1].name[: len(stamp)] >= stamp:
+            # keep names in write order even if the clock went backwards
+            last = datetime.strptime(existing[-1].name[: len(stamp)], "%Y%m%dT%H%M%S.%fZ")
+            stamp = (last + timedelta(microseconds=1)).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = prev / f"{stamp}-{serial or 'unknown'}"
+        tmp = prev / f".tmp-{secrets.token_hex(6)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            for name in SET_FILES:
+                src = folder / name
+                if src.exists():
+                    try:
+                        os.link(src, tmp / name)
+                    except OSError:  # filesystems without hard links
+                        shutil.copy2(src, tmp / name)
+            fsync_dir(tmp)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(prev)
+        return target
+
+    def _prune(self, folder: Path) -> None:
+        if self.keep_previous is None:
+            return
+        versions = self.previous_versions(folder)
+        excess = len(versions) - self.keep_previous
+        for old in versions[: max(excess, 0)]:
+            shutil.rmtree(old, ignore_errors=True)
+        if excess > 0:
+            fsync_dir(folder / PREVIOUS_DIR)
+
+    # -- scan support
+
+    def iter_certificate_files(self) -> Iterator[Path]:
+        """Every certificate file under the root, for the scan.
+
+        Skips ``previous/`` and hidden folders, private keys (``privkey.pem``, ``*key.pem``,
+        PEM files holding only a key) and, in acmeflow's own folders, ``chain.pem`` and
+        ``fullchain.pem`` (their leaf is ``cert.pem``; the chain holds CA certificates).
+        """
+        if not self.root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if d != PREVIOUS_DIR and not d.startswith("."))
+            managed = CERT_FILE in filenames and METADATA_FILE in filenames
+            for name in sorted(filenames):
+                lower = name.lower()
+                if name.startswith(".") or not lower.endswith(CERTIFICATE_EXTENSIONS):
+                    continue
+                if managed and name in (CHAIN_FILE, FULLCHAIN_FILE):
+                    continue
+                path = Path(dirpath) / name
+                if not path.is_file() or _looks_like_key(path):
+                    continue
+                yield path
+
+    # -- keys of orders in flight
+
+    @property
+    def staging_dir(self) -> Path:
+        """The private folder of keys waiting for their order."""
+        return self.root / STAGING_DIR
+
+    def staging_key_path(self, request_id: str) -> Path:
+        """Where the key of order ``request_id`` waits."""
+        if not _REQUEST_ID.match(request_id or ""):
+            raise ConfigError(detail=f"invalid request id {request_id!r}")
+        return self.staging_dir / f"{request_id}.key"
+
+    def write_staging_key(self, request_id: str, key_pem: bytes | str) -> Path:
+        """Park a generated key (0600 in a 0700 folder) while its order is in flight."""
+        path = self.staging_key_path(request_id)
+        _mkdir_private(self.root, self.dir_mode)
+        _mkdir_private(self.staging_dir, 0o700)
+        atomic_write(path, key_pem, mode=0o600)
+        return path
+
+    def read_staging_key(self, request_id: str) -> bytes:
+        """The parked key of ``request_id``."""
+        try:
+            return self.staging_key_path(request_id).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(detail=f"no staged key for request {request_id!r}") from None
+
+    def discard_staging_key(self, request_id: str) -> None:
+        """Delete the parked key of ``request_id`` (absent is fine)."""
+        path = self.staging_key_path(request_id)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    def prune_staging_keys(self, older_than: timedelta) -> list[str]:
+        """Delete parked keys older than ``older_than`` (abandoned orders); their ids."""
+        if not self.staging_dir.is_dir():
+            return []
+        cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
+        removed = []
+        for path in self.staging_dir.glob("*.key"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path.stem)
+        for tmp in self.staging_dir.glob(".*.tmp"):  # crashed atomic writes
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+        return sorted(removed)
+
+
+def _looks_like_key(path: Path) -> bool:
+    lower = path.name.lower()
+    if lower == KEY_FILE or re.search(r"(^|[._-])(priv)?key\.pem$", lower):
+        return True
+    if not lower.endswith(".pem"):
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    return b"PRIVATE KEY-----" in head and b"-----BEGIN CERTIFICATE-----" not in head
+
+
+def stores_from_settings(settings: Settings | None = None) -> dict[str, CertificateStore]:
+    """Both stores, at the paths of the settings."""
+    settings = settings or get_settings()
+    return {kind: CertificateStore(settings.store_path(kind), kind) for kind in STORE_KINDS}
