@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -30,11 +31,19 @@ class Settings(BaseSettings):
     propagation_interval: float = Field(default=0.1, gt=0)
     acme_timeout: float = Field(default=300.0, gt=0)
     acme_poll_interval: float = Field(default=0.05, gt=0)
-    dns_resolvers: list[str] = Field(
+    dns_resolvers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="host[:port] of resolvers for SOA/NS/CNAME lookups; empty = the system's",
     )
     dns_query_port: int = Field(default=53, ge=1, le=65535, description="port of authoritative NS")
+
+    @field_validator("dns_resolvers", mode="before")
+    @classmethod
+    def _split_resolvers(cls, value: Any) -> Any:
+        """``ACMEFLOW_DNS_RESOLVERS`` is a comma-separated list of ``host[:port]``."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

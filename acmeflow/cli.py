@@ -1,0 +1,178 @@
+"""The ``acmeflow`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Literal, cast, get_args
+
+# Prefect's console handler would interleave its own lines with ours; the Prefect API and UI
+# still receive every log line.
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import typer
+
+from config.settings import get_settings
+from core import errors
+from core.keys import KeyType, load_csr, load_private_key, private_key_pem
+from core.state import repo
+from core.stores import stores_from_settings
+
+from . import cli_ca, cli_certs, cli_dns, cli_logs, cli_sandbox
+from .cli_certs import cert_dict, print_cert
+from .output import (
+    catalog_errors,
+    console,
+    database,
+    print_json,
+    read_secret_ref,
+)
+
+StoreKind = Literal["certificate", "zero-touch"]
+
+app = typer.Typer(
+    help="acmeflow: automated TLS certificate lifecycle over ACME (DNS-01), run by Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(cli_ca.app, name="ca")
+app.add_typer(cli_dns.app, name="dns")
+app.add_typer(cli_sandbox.app, name="sandbox")
+app.add_typer(cli_certs.app, name="certs")
+app.command("logs")(cli_logs.logs)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+class _ProgressPrinter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[green]✓[/] {record.getMessage()}", soft_wrap=True)
+
+
+def _show_progress() -> None:
+    logger = logging.getLogger("acmeflow.progress")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _ProgressPrinter) for h in logger.handlers):
+        logger.addHandler(_ProgressPrinter())
+    logger.propagate = False
+
+
+def _stage_upload(store: str, key: Path | None, passphrase: str | None) -> str | None:
+    """Put an uploaded key into the store's private staging folder; return its request id."""
+    if key is None:
+        return None
+    try:
+        data = key.read_bytes()
+    except OSError as exc:
+        raise errors.InvalidKey(detail=f"{key}: {exc.strerror}") from None
+    secret = read_secret_ref(passphrase, "key passphrase") if passphrase else None
+    if secret and secret.startswith(("env:", "file:")):
+        from core.secrets import resolve_ref
+
+        secret = resolve_ref(secret)
+    loaded = load_private_key(data, secret.encode() if secret else None)
+    request_id = uuid.uuid4().hex
+    stores_from_settings(get_settings())[store].write_staging_key(
+        request_id, private_key_pem(loaded)
+    )
+    return request_id
+
+
+@app.command("issue")
+@catalog_errors
+def issue(
+    ca: Annotated[str, typer.Option("--ca", help="CA vendor name")],
+    name: Annotated[
+        list[str] | None, typer.Option("--name", help="a DNS name (repeatable; wildcards ok)")
+    ] = None,
+    key_type: Annotated[
+        str, typer.Option("--key-type", help="ec256, ec384, rsa2048, rsa3072, rsa4096")
+    ] = "ec256",
+    key: Annotated[Path | None, typer.Option("--key", help="use this private key (PEM)")] = None,
+    key_passphrase: Annotated[
+        str | None, typer.Option("--key-passphrase", help="env:NAME, file:PATH or - (prompt)")
+    ] = None,
+    csr: Annotated[Path | None, typer.Option("--csr", help="use this CSR (needs --key)")] = None,
+    store: Annotated[
+        str, typer.Option("--store", help="certificate or zero-touch")
+    ] = "certificate",
+    auto_renew: Annotated[bool, typer.Option("--auto-renew", help="enroll for renewal")] = False,
+    organization: Annotated[str | None, typer.Option("--organization", "-O")] = None,
+    organizational_unit: Annotated[str | None, typer.Option("--unit", "-U")] = None,
+    locality: Annotated[str | None, typer.Option("--locality", "-L")] = None,
+    state: Annotated[str | None, typer.Option("--state", "-S")] = None,
+    country: Annotated[str | None, typer.Option("--country", "-C")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="CSR email address")] = None,
+    common_name: Annotated[str | None, typer.Option("--common-name", "--cn")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a certificate over ACME DNS-01 (runs the Prefect flow `issue`)."""
+    if key_type not in get_args(KeyType):
+        raise errors.InvalidKey(detail=f"unknown key type {key_type!r}")
+    if store not in get_args(StoreKind):
+        raise errors.ConfigError(detail=f"unknown store {store!r}: certificate or zero-touch")
+    csr_pem = None
+    names = list(name or [])
+    if csr is not None:
+        if key is None:
+            raise errors.InvalidKey(detail="--csr needs the matching private key: --key FILE")
+        try:
+            csr_bytes = csr.read_bytes()
+        except OSError as exc:
+            raise errors.InvalidCSR(detail=f"{csr}: {exc.strerror}") from None
+        parsed = load_csr(csr_bytes)
+        csr_pem = parsed.pem.decode()
+        names = names or parsed.names
+    if not names:
+        raise errors.InvalidDomainName(detail="give at least one --name (or a --csr)")
+    fields = {
+        k: v
+        for k, v in {
+            "common_name": common_name,
+            "organization": organization,
+            "organizational_unit": organizational_unit,
+            "locality": locality,
+            "state": state,
+            "country": country,
+            "email": email,
+        }.items()
+        if v is not None
+    }
+    with database() as s:  # fail fast, before Prefect starts, on an unknown CA
+        repo.get_ca(s, ca)
+    request_id = _stage_upload(store, key, key_passphrase)
+    if csr is not None:
+        stored_key = stores_from_settings(get_settings())[store].read_staging_key(str(request_id))
+        load_csr(csr_bytes, stored_key)  # the key must match before anything is ordered
+    from flows.issue import issue as issue_flow
+
+    if not as_json:
+        _show_progress()
+    cert_id = issue_flow(
+        ca=ca,
+        names=names,
+        key_type=cast(KeyType, key_type),
+        store=cast(StoreKind, store),
+        auto_renew=auto_renew,
+        csr_fields=fields or None,
+        csr_pem=csr_pem,
+        request_id=request_id,
+    )
+    with database() as s:
+        shown = cert_dict(repo.get_certificate(s, cert_id))
+    if as_json:
+        print_json(shown)
+    else:
+        console.print(
+            f"[bold green]Certificate {cert_id} issued[/] for {', '.join(shown['names'])}"
+        )
+        print_cert(shown)
+
+
+def main() -> None:
+    """Entry point of the ``acmeflow`` console script."""
+    app()

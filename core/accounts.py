@@ -1,0 +1,92 @@
+"""From a configured CA vendor to a working ACME session: endpoint, account key, account URL."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from core import errors
+from core.acme_client import AcmeSession, CAEndpoint, check_ca, generate_account_key
+from core.keys import key_type_of, load_private_key
+from core.secrets import unseal
+from core.state import repo
+from core.state.models import CAVendor
+
+
+def materialize_ca_bundle(pem: str | None, settings: Settings) -> str | None:
+    """Write a CA bundle given as PEM text to a stable file and return its path."""
+    if not pem:
+        return None
+    if "-----BEGIN" not in pem:
+        path = Path(pem).expanduser()
+        if not path.is_file():
+            raise errors.ConfigError(detail=f"CA bundle {pem} is not a file")
+        return str(path)
+    folder = settings.home / "ca-bundles"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (hashlib.sha256(pem.encode()).hexdigest()[:16] + ".pem")
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(pem)
+        tmp.replace(path)
+    return str(path)
+
+
+def endpoint_for(ca: CAVendor, settings: Settings) -> CAEndpoint:
+    """The ACME endpoint of a configured CA vendor (EAB key unsealed for registration)."""
+    return CAEndpoint(
+        directory_url=ca.directory_url,
+        ca_bundle=materialize_ca_bundle(ca.ca_bundle, settings),
+        eab_kid=ca.eab_kid,
+        eab_hmac_key=unseal(ca.eab_hmac_key) if ca.eab_hmac_key else None,
+        profile=ca.profile,
+        preferred_chain=ca.preferred_chain,
+    )
+
+
+def register_account(
+    s: Session, ca: CAVendor, settings: Settings, *, existing_key_pem: bytes | None = None
+) -> str:
+    """Check the CA answers, then register (or find) the ACME account and save it.
+
+    Returns the account URL. Reuses the stored key for the same directory, so editing a CA
+    keeps its account; a new directory gets a new account.
+    """
+    endpoint = endpoint_for(ca, settings)
+    check_ca(endpoint)
+    stored = repo.get_account(s, ca)
+    key_pem = existing_key_pem
+    if key_pem is None and stored is not None and stored.directory_url == ca.directory_url:
+        key_pem = repo.account_key_pem(stored)
+    if key_pem is None:
+        key_pem = generate_account_key()
+    session = AcmeSession(endpoint, key_pem, poll_interval=settings.acme_poll_interval)
+    account = session.register(ca.email)
+    repo.save_account(
+        s,
+        ca,
+        account_url=account.url,
+        key_pem=key_pem,
+        contact=ca.email,
+        key_type=key_type_of(load_private_key(key_pem)),
+    )
+    return account.url
+
+
+def open_session(s: Session, ca_name: str, settings: Settings) -> AcmeSession:
+    """An ACME session for the named CA vendor's stored account (registering if needed)."""
+    ca = repo.get_ca(s, ca_name)
+    account = repo.get_account(s, ca)
+    if account is None or account.directory_url != ca.directory_url:
+        register_account(s, ca, settings)
+        account = repo.get_account(s, ca)
+        assert account is not None
+    return AcmeSession(
+        endpoint_for(ca, settings),
+        repo.account_key_pem(account),
+        account_url=account.account_url,
+        poll_interval=settings.acme_poll_interval,
+    )

@@ -1,0 +1,635 @@
+"""ACME (RFC 8555) client on certbot's `acme` package: directory, nonces, accounts, orders.
+
+What this adds to ``acme.client``: ``badNonce`` retried with a fresh nonce several times (the
+library retries once), transient network and 5xx failures retried with backoff, ``rateLimited``
+honoured through ``Retry-After`` up to a deadline, fast polling that honours ``Retry-After``
+instead of the library's fixed one-second sleeps, ``replaces`` on new orders (RFC 9773), and
+every failure translated into the error catalog (:mod:`core.errors`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import josepy as jose
+import requests
+from acme import challenges, messages
+from acme import client as acme_client
+from acme import errors as acme_errors
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from core import errors
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "acmeflow/0.1 (+acme-python)"
+MAX_BAD_NONCE_RETRIES = 10
+MAX_TRANSIENT_RETRIES = 4
+ERROR_PREFIX = "urn:ietf:params:acme:error:"
+
+
+@dataclass(frozen=True)
+class CAEndpoint:
+    """How to reach one ACME CA (no secrets beyond what registration needs)."""
+
+    directory_url: str
+    ca_bundle: str | None = None  # path of a PEM bundle to verify the CA's TLS with
+    eab_kid: str | None = None
+    eab_hmac_key: str | None = field(default=None, repr=False)
+    profile: str | None = None
+    preferred_chain: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def verify(self) -> bool | str:
+        """The ``verify`` argument of requests: the bundle path or the system store."""
+        return self.ca_bundle or True
+
+
+@dataclass(frozen=True)
+class Account:
+    """A registered ACME account: its URL and private key (PEM, never logged)."""
+
+    url: str
+    key_pem: bytes = field(repr=False)
+    contact: str = ""
+
+
+# --- error translation -----------------------------------------------------------------------
+
+
+def problem_text(problem: messages.Error) -> str:
+    """Render an ACME problem document (with subproblems) as one readable detail."""
+    code = problem.typ.removeprefix(ERROR_PREFIX) if problem.typ else "about:blank"
+    text = f"{code}: {problem.detail or problem.title or ''}".strip()
+    for sub in problem.subproblems or ():
+        ident = f" ({sub.identifier.value})" if sub.identifier else ""
+        text += f"\n  - {sub.typ.removeprefix(ERROR_PREFIX)}{ident}: {sub.detail or ''}"
+    return text
+
+
+def translate_problem(problem: messages.Error, stage: str) -> errors.AcmeflowError:
+    """Map an ACME problem document to the catalog error for the stage it happened in.
+
+    ``stage`` is one of ``directory``, ``account``, ``order``, ``challenge``, ``finalize``.
+    """
+    code = (problem.typ or "").removeprefix(ERROR_PREFIX)
+    detail = problem_text(problem)
+    text = (problem.detail or "").lower()
+    if code == "rejectedIdentifier" or (code == "malformed" and stage == "order"):
+        if "at least one dot" in text or "needs at least one dot" in text:
+            name = problem.identifier.value if problem.identifier else _quoted(problem.detail)
+            return errors.DomainNeedsDot(name or "?", detail=detail)
+        if code == "rejectedIdentifier":
+            return errors.CertificateInvalidDomain(detail=detail)
+        return errors.InvalidDomainName(detail=detail)
+    if code in ("badSignatureAlgorithm", "badPublicKey") or (
+        code in ("malformed", "unauthorized") and ("jws" in text or "signature" in text)
+    ):
+        return errors.SignatureMismatch(detail=detail)
+    if code == "unauthorized" and stage == "account":
+        return errors.SignatureMismatch(detail=detail)
+    if code == "badNonce":
+        return errors.CANonceError(detail=detail)
+    if code in ("invalidContact", "unsupportedContact"):
+        return errors.InvalidContact(detail=detail)
+    if code == "externalAccountRequired":
+        return errors.CADirectoryError(
+            detail=detail + "\nThe CA requires External Account Binding: set the EAB key id "
+            "and HMAC key of the CA vendor (--eab-kid, --eab-hmac-key)."
+        )
+    if code == "rateLimited":
+        return errors.RateLimited(detail=detail)
+    if code == "serverInternal":
+        return errors.CAUnavailable(detail=detail)
+    if stage == "finalize":
+        return errors.FinalizeError(detail=detail)
+    if stage == "challenge":
+        return errors.ChallengeFailed(detail=detail)
+    if stage == "account":
+        return errors.CADirectoryError(detail=detail)
+    return errors.OrderFailed(detail=detail)
+
+
+def _quoted(text: str | None) -> str | None:
+    if text and '"' in text:
+        parts = text.split('"')
+        return parts[1] if len(parts) > 2 else None
+    return None
+
+
+def _retry_after_seconds(response: requests.Response | None, default: float) -> float:
+    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date)."""
+    if response is None:
+        return default
+    value = response.headers.get("Retry-After")
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+# --- network ---------------------------------------------------------------------------------
+
+
+class _Network(acme_client.ClientNetwork):
+    """``ClientNetwork`` with RFC 8555 6.5 nonce handling, transient retries and rate limits.
+
+    Not shared between threads: each :class:`AcmeSession` owns one.
+    """
+
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kw: Any):
+        super().__init__(*args, **kw)
+        self.deadline: float = time.monotonic() + 300.0
+        self.last_response: requests.Response | None = None
+        self.bad_nonce_retries = 0
+        self._sleep = sleep
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super()._send_request(method, url, *args, **kwargs)
+        self.last_response = response
+        if not response.ok and self.REPLAY_NONCE_HEADER in response.headers:
+            # RFC 8555 6.5: an error response carries a fresh nonce; keep it for the retry.
+            with suppress(acme_errors.BadNonce):
+                self._add_nonce(response)
+        return response
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        bad_nonces = 0
+        transient = 0
+        while True:
+            try:
+                return self._post_once(*args, **kwargs)
+            except messages.Error as problem:
+                code = problem.code
+                if code == "badNonce" and bad_nonces < MAX_BAD_NONCE_RETRIES:
+                    bad_nonces += 1
+                    self.bad_nonce_retries += 1
+                    continue
+                if code == "rateLimited":
+                    wait = _retry_after_seconds(self.last_response, 5.0)
+                    if time.monotonic() + wait > self.deadline:
+                        err = translate_problem(problem, "order")
+                        assert isinstance(err, errors.RateLimited)
+                        err.retry_after = wait
+                        raise err from None
+                    log.info("CA rate limit: waiting %.1f s as asked (Retry-After)", wait)
+                    self._sleep(wait)
+                    continue
+                if code == "serverInternal" and transient < MAX_TRANSIENT_RETRIES:
+                    transient += 1
+                    self._backoff(transient)
+                    continue
+                raise
+            except (requests.ConnectionError, requests.Timeout):
+                if transient >= MAX_TRANSIENT_RETRIES:
+                    raise
+                transient += 1
+                self._backoff(transient)
+            except acme_errors.ClientError as exc:
+                response = exc.args[0] if exc.args else None
+                if isinstance(response, tuple):
+                    response = response[0]
+                status = getattr(response, "status_code", 0)
+                if status >= 500 and transient < MAX_TRANSIENT_RETRIES:
+                    transient += 1
+                    self._backoff(transient)
+                    continue
+                raise
+
+    def _backoff(self, attempt: int) -> None:
+        wait = _retry_after_seconds(self.last_response, min(0.2 * 2**attempt, 5.0))
+        if time.monotonic() + wait > self.deadline:
+            raise errors.CAUnavailable(detail="the CA kept failing until the deadline")
+        self._sleep(wait)
+
+
+# --- directory cache -------------------------------------------------------------------------
+
+_directories: dict[str, messages.Directory] = {}
+_directories_lock = threading.Lock()
+
+
+def fetch_directory(endpoint: CAEndpoint, *, refresh: bool = False) -> messages.Directory:
+    """The CA's directory (cached per URL). Failure → ``CADirectoryError``."""
+    with _directories_lock:
+        cached = _directories.get(endpoint.directory_url)
+    if cached is not None and not refresh:
+        return cached
+    try:
+        response = requests.get(
+            endpoint.directory_url,
+            verify=endpoint.verify,
+            timeout=endpoint.timeout,
+            headers={"User-Agent": USER_AGENT},
+        )
+        response.raise_for_status()
+        directory = messages.Directory.from_json(response.json())
+        for required in ("newNonce", "newAccount", "newOrder"):
+            directory[required]
+    except (requests.RequestException, ValueError, KeyError, jose.DeserializationError) as exc:
+        raise errors.CADirectoryError(
+            detail=f"{endpoint.directory_url}: {type(exc).__name__}: {exc}"
+        ) from None
+    with _directories_lock:
+        _directories[endpoint.directory_url] = directory
+    return directory
+
+
+def check_ca(endpoint: CAEndpoint) -> messages.Directory:
+    """Check the CA answers: its directory parses and ``newNonce`` hands out a nonce."""
+    directory = fetch_directory(endpoint, refresh=True)
+    try:
+        response = requests.head(
+            directory["newNonce"],
+            verify=endpoint.verify,
+            timeout=endpoint.timeout,
+            headers={"User-Agent": USER_AGENT},
+        )
+    except requests.RequestException as exc:
+        raise errors.CANonceError(detail=f"{directory['newNonce']}: {exc}") from None
+    if "Replay-Nonce" not in response.headers:
+        raise errors.CANonceError(
+            detail=f"{directory['newNonce']} answered HTTP {response.status_code} without "
+            "a Replay-Nonce header"
+        )
+    return directory
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+def generate_account_key() -> bytes:
+    """A new EC P-256 account key (PEM, PKCS#8)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _jwk_and_alg(key_pem: bytes) -> tuple[jose.JWK, jose.JWASignature]:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[key.curve.key_size]
+        return jose.JWKEC(key=key), alg
+    if isinstance(key, rsa.RSAPrivateKey):
+        return jose.JWKRSA(key=key), jose.RS256
+    raise errors.InvalidKey(detail="ACME account keys must be EC or RSA")
+
+
+# --- orders with `replaces` (RFC 9773) -------------------------------------------------------
+
+
+class NewOrderWithReplaces(messages.NewOrder):
+    """``newOrder`` payload with the ARI ``replaces`` field (RFC 9773 section 5)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+@dataclass(frozen=True)
+class OrderHandle:
+    """A placed order, as plain data that is safe to pass between Prefect tasks."""
+
+    url: str
+    finalize_url: str
+    authorization_urls: tuple[str, ...]
+    identifiers: tuple[str, ...]
+    status: str
+    csr_pem: bytes
+
+
+@dataclass(frozen=True)
+class DNSChallenge:
+    """One DNS-01 challenge still to be solved: the TXT value is public data."""
+
+    identifier: str  # e.g. "*.example.com"
+    authorization_url: str
+    challenge_url: str
+    record_name: str  # _acme-challenge.example.com
+    value: str  # the TXT value
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """What the CA returned: the leaf, its chain and the full chain (PEM text)."""
+
+    cert_pem: str
+    chain_pem: str
+    fullchain_pem: str
+    alternative_fullchains: tuple[str, ...] = ()
+
+
+# --- the session -----------------------------------------------------------------------------
+
+
+class AcmeSession:
+    """One ACME account at one CA, for one thread of work.
+
+    ``sleep`` and ``clock`` are injectable so that tests run without real waiting.
+    """
+
+    def __init__(
+        self,
+        endpoint: CAEndpoint,
+        account_key_pem: bytes,
+        *,
+        account_url: str | None = None,
+        poll_interval: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self.poll_interval = poll_interval
+        self._sleep = sleep
+        self._clock = clock
+        jwk, alg = _jwk_and_alg(account_key_pem)
+        self._jwk = jwk
+        self.net = _Network(
+            key=jwk,
+            alg=alg,
+            verify_ssl=endpoint.verify,  # type: ignore[arg-type]  # requests accepts a path
+            user_agent=USER_AGENT,
+            timeout=int(endpoint.timeout),
+            sleep=sleep,
+        )
+        self.directory = fetch_directory(endpoint)
+        self.client = acme_client.ClientV2(self.directory, self.net)
+        if account_url:
+            self.net.account = messages.RegistrationResource(
+                uri=account_url, body=messages.Registration()
+            )
+
+    # -- plumbing --
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[float]:
+        """Bound everything inside (retries, rate-limit waits, polls) by ``seconds``."""
+        end = self._clock() + seconds
+        previous = self.net.deadline
+        self.net.deadline = min(previous, end) if previous > self._clock() else end
+        try:
+            yield end
+        finally:
+            self.net.deadline = previous
+
+    def _call(self, stage: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (errors.AcmeflowError, acme_errors.ConflictError):
+            raise
+        except messages.Error as problem:
+            raise translate_problem(problem, stage) from None
+        except acme_errors.BadNonce as exc:
+            raise errors.CANonceError(detail=str(exc)) from None
+        except acme_errors.MissingNonce as exc:
+            raise errors.CANonceError(detail=f"no Replay-Nonce in the CA's answer: {exc}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            network_error: type[errors.AcmeflowError] = (
+                errors.FinalizeError if stage == "finalize" else errors.CAUnavailable
+            )
+            raise network_error(detail=f"{type(exc).__name__}: {exc}") from None
+        except acme_errors.Error as exc:
+            acme_error: type[errors.AcmeflowError] = (
+                errors.FinalizeError if stage == "finalize" else errors.OrderFailed
+            )
+            raise acme_error(detail=f"{type(exc).__name__}: {exc}") from None
+
+    def _post(self, url: str, payload: Any) -> requests.Response:
+        return self.net.post(url, payload, new_nonce_url=self.directory["newNonce"])
+
+    def _get(self, url: str) -> requests.Response:
+        """POST-as-GET (RFC 8555 6.3)."""
+        return self._post(url, None)
+
+    def _wait(self, response: requests.Response | None, end: float, what: str) -> None:
+        wait = max(self.poll_interval, _retry_after_seconds(response, self.poll_interval))
+        if self._clock() >= end:
+            raise errors.CAUnavailable(detail=f"timed out waiting for the CA: {what}")
+        self._sleep(max(0.0, min(wait, end - self._clock())))
+
+    # -- account --
+
+    def register(self, email: str | None, *, agree_tos: bool = True) -> Account:
+        """Register this key (or find its existing account) with EAB when configured."""
+        directory = self.directory
+        eab = None
+        if self.endpoint.eab_kid and self.endpoint.eab_hmac_key:
+            try:
+                eab = messages.ExternalAccountBinding.from_data(
+                    account_public_key=self._jwk.public_key(),
+                    kid=self.endpoint.eab_kid,
+                    hmac_key=self.endpoint.eab_hmac_key,
+                    directory=directory,
+                )
+            except Exception:  # a malformed HMAC key must not leak into messages
+                raise errors.SignatureMismatch(
+                    detail="the EAB HMAC key is not valid base64url"
+                ) from None
+        elif self.client.external_account_required():
+            raise errors.CADirectoryError(
+                detail=f"{self.endpoint.directory_url} requires External Account Binding: set "
+                "the EAB key id and HMAC key of the CA vendor (--eab-kid, --eab-hmac-key)."
+            )
+        registration = messages.NewRegistration.from_data(
+            email=email or None,
+            terms_of_service_agreed=agree_tos,
+            external_account_binding=eab,
+        )
+        key_pem = self._jwk.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            with self.deadline(self.endpoint.timeout * 3):
+                regr = self._call("account", lambda: self.client.new_account(registration))
+            return Account(url=regr.uri, key_pem=key_pem, contact=email or "")
+        except acme_errors.ConflictError as conflict:
+            url = conflict.location
+            self.net.account = messages.RegistrationResource(uri=url, body=messages.Registration())
+            return Account(url=url, key_pem=key_pem, contact=email or "")
+
+    # -- orders --
+
+    def place_order(
+        self, csr_pem: bytes, *, replaces: str | None = None, profile: str | None = None
+    ) -> OrderHandle:
+        """Create a new order for the CSR's names (``replaces``: ARI cert id)."""
+        csr = x509.load_pem_x509_csr(csr_pem)
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = san.value.get_values_for_type(x509.DNSName)
+        except x509.ExtensionNotFound:
+            names = []
+        payload = NewOrderWithReplaces(
+            identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
+            profile=profile or self.endpoint.profile or None,
+            replaces=replaces,
+        )
+
+        def post() -> requests.Response:
+            return self.net.post(
+                self.directory["newOrder"], payload, new_nonce_url=self.directory["newNonce"]
+            )
+
+        try:
+            response = self._call("order", post)
+        except errors.OrderFailed as exc:
+            if replaces and "replaces" in (exc.detail or "").lower():
+                # The CA refused `replaces` (already replaced, unknown): order without it.
+                return self.place_order(csr_pem, profile=profile)
+            raise
+        body = messages.Order.from_json(response.json())
+        return OrderHandle(
+            url=response.headers.get("Location", ""),
+            finalize_url=body.finalize,
+            authorization_urls=tuple(body.authorizations),
+            identifiers=tuple(i.value for i in body.identifiers),
+            status=str(body.status),
+            csr_pem=csr_pem,
+        )
+
+    def dns_challenges(self, order: OrderHandle) -> list[DNSChallenge]:
+        """The DNS-01 challenges of every authorization that is not yet valid."""
+        result: list[DNSChallenge] = []
+        for url in order.authorization_urls:
+            authz = messages.Authorization.from_json(
+                self._call("challenge", partial(self._get, url)).json()
+            )
+            if authz.status == messages.STATUS_VALID:
+                continue  # reused authorization
+            challb = next(
+                (c for c in authz.challenges if isinstance(c.chall, challenges.DNS01)), None
+            )
+            if challb is None:
+                raise errors.ChallengeFailed(
+                    detail=f"the CA offered no dns-01 challenge for {authz.identifier.value}"
+                )
+            base = authz.identifier.value
+            identifier = f"*.{base}" if authz.wildcard else base
+            result.append(
+                DNSChallenge(
+                    identifier=identifier,
+                    authorization_url=url,
+                    challenge_url=challb.uri,
+                    record_name=challb.chall.validation_domain_name(base),
+                    value=challb.chall.validation(self._jwk),
+                )
+            )
+        return result
+
+    def answer_challenges(self, items: list[DNSChallenge], *, timeout: float) -> None:
+        """Tell the CA every challenge is ready, then poll until all are valid."""
+        response = challenges.DNS01Response()
+        for item in items:
+            self._call("challenge", partial(self._post, item.challenge_url, response))
+        end = self._clock() + timeout
+        pending = {item.authorization_url: item for item in items}
+        last: requests.Response | None = None
+        with self.deadline(timeout):
+            while pending:
+                for url in list(pending):
+                    http = self._call("challenge", partial(self._get, url))
+                    authz = messages.Authorization.from_json(http.json())
+                    if authz.status == messages.STATUS_VALID:
+                        del pending[url]
+                    elif authz.status in (messages.STATUS_INVALID, messages.STATUS_DEACTIVATED):
+                        problems = [c.error for c in authz.challenges if c.error is not None]
+                        if problems:
+                            raise translate_problem(problems[0], "challenge")
+                        raise errors.ChallengeFailed(
+                            detail=f"{pending[url].identifier}: authorization {authz.status}"
+                        )
+                    else:
+                        last = http
+                if pending:
+                    self._wait(last, end, "authorizations")
+
+    def finalize(self, order: OrderHandle, *, timeout: float) -> IssuedCertificate:
+        """Finalize with the order's CSR, poll until valid, download the chain(s)."""
+        csr = x509.load_pem_x509_csr(order.csr_pem)
+        end = self._clock() + timeout
+        with self.deadline(timeout):
+            http = self._call(
+                "finalize",
+                lambda: self.net.post(
+                    order.finalize_url,
+                    messages.CertificateRequest(csr=csr),
+                    new_nonce_url=self.directory["newNonce"],
+                ),
+            )
+            body = messages.Order.from_json(http.json())
+            while body.status != messages.STATUS_VALID or body.certificate is None:
+                if body.status == messages.STATUS_INVALID:
+                    raise errors.FinalizeError(
+                        detail=problem_text(body.error) if body.error else "order is invalid"
+                    )
+                self._wait(http, end, "order finalization")
+                http = self._call("finalize", lambda: self._get(order.url))
+                body = messages.Order.from_json(http.json())
+            cert_http = self._call("finalize", lambda: self._get(str(body.certificate)))
+            alternates = tuple(
+                self._call("finalize", partial(self._get, url)).text
+                for url in self.client._get_links(cert_http, "alternate")
+            )
+        return choose_chain(cert_http.text, alternates, self.endpoint.preferred_chain)
+
+
+# --- chains ----------------------------------------------------------------------------------
+
+
+def split_fullchain(fullchain_pem: str) -> tuple[str, str]:
+    """Split a PEM full chain into (leaf, intermediates)."""
+    marker = "-----END CERTIFICATE-----"
+    blocks = [b.strip() + "\n" + marker + "\n" for b in fullchain_pem.split(marker) if b.strip()]
+    if not blocks:
+        raise errors.FinalizeError(detail="the CA returned no certificate")
+    return blocks[0], "".join(blocks[1:])
+
+
+def _chain_top_issuer(fullchain_pem: str) -> str:
+    leaf, chain = split_fullchain(fullchain_pem)
+    last = chain or leaf
+    certs = x509.load_pem_x509_certificates(last.encode())
+    names = certs[-1].issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def choose_chain(
+    default_pem: str, alternates: tuple[str, ...], preferred: str | None
+) -> IssuedCertificate:
+    """Pick the chain whose topmost issuer CN is ``preferred`` (certbot's rule), else default."""
+    chosen = default_pem
+    if preferred:
+        for candidate in (default_pem, *alternates):
+            if _chain_top_issuer(candidate) == preferred:
+                chosen = candidate
+                break
+    leaf, chain = split_fullchain(chosen)
+    return IssuedCertificate(
+        cert_pem=leaf,
+        chain_pem=chain,
+        fullchain_pem=leaf + chain,
+        alternative_fullchains=tuple(a for a in (default_pem, *alternates) if a != chosen),
+    )

@@ -1,0 +1,192 @@
+"""One certificate order solved end to end, as separate steps (Present / Check / CleanUp).
+
+The Prefect tasks call these steps one by one; :func:`issue_certificate` runs them in order for
+code that does not need Prefect (benchmarks, scripts). Every DNS-01 challenge of an order is
+solved at once: all TXT values written, all checked at every authoritative nameserver, then all
+answered. Cleanup always runs and removes only our own values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from core import errors
+from core.acme_client import AcmeSession, DNSChallenge, IssuedCertificate, OrderHandle
+from core.dns01 import ChallengeRecord, DNSLookup, await_propagation, plan_records
+from core.dnsprovider import DNSProvider
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class ChallengeJournal(Protocol):
+    """Where presented TXT values are remembered until cleaned up (crash recovery: ``sweep``).
+
+    ``record`` must have stored the values durably when it returns (it runs before any value
+    is presented); ``forget`` drops values that were removed.
+    """
+
+    def record(self, records: Sequence[ChallengeRecord]) -> None:
+        """Remember values that are about to be presented."""
+        ...
+
+    def forget(self, records: Sequence[ChallengeRecord]) -> None:
+        """Forget values that were cleaned up."""
+        ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines of the slow steps, in seconds."""
+
+    propagation: float = 180.0
+    propagation_interval: float = 0.1
+    validation: float = 180.0
+    finalize: float = 180.0
+
+
+def plan_challenge_records(
+    challenges: Sequence[DNSChallenge],
+    lookup: DNSLookup,
+    provider_for: Callable[[str], str],
+) -> list[ChallengeRecord]:
+    """Where each challenge value goes (CNAME followed) and which provider writes it.
+
+    ``provider_for(target_name)`` returns the configured provider name for a name; it raises
+    the catalog errors for unmapped names or inactive providers.
+    """
+    records = plan_records(((c.identifier, c.record_name, c.value) for c in challenges), lookup)
+    return [replace(r, provider=provider_for(r.target)) for r in records]
+
+
+def _each(records: Sequence[ChallengeRecord], action: Callable[[ChallengeRecord], None]) -> None:
+    if len(records) <= 1:
+        for record in records:
+            action(record)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(records))) as pool:
+        for future in [pool.submit(action, r) for r in records]:
+            future.result()
+
+
+def _provider(providers: Mapping[str, DNSProvider], record: ChallengeRecord) -> DNSProvider:
+    try:
+        return providers[record.provider]
+    except KeyError:
+        raise errors.DNSProviderUnavailable(record.provider or "(none)") from None
+
+
+def add_txt_records(
+    records: Sequence[ChallengeRecord],
+    providers: Mapping[str, DNSProvider],
+    progress: Progress = lambda _m: None,
+    journal: ChallengeJournal | None = None,
+) -> None:
+    """Present every value through its provider (providers keep other values).
+
+    With a ``journal`` every value is recorded there before the first one is presented.
+    """
+
+    def present(record: ChallengeRecord) -> None:
+        provider = _provider(providers, record)
+        try:
+            provider.present(record.target, record.value)
+        except errors.AcmeflowError:
+            raise
+        except Exception as exc:  # an adapter bug must still surface as the catalog error
+            raise errors.TXTRecordError(
+                detail=f"{provider.type_name}: {type(exc).__name__}: {exc}"
+            ) from None
+        progress(f"TXT record written: {record.target} ({record.identifier}) via {record.provider}")
+
+    if journal is not None:
+        journal.record(records)
+    _each(records, present)
+
+
+def cleanup_txt_records(
+    records: Sequence[ChallengeRecord],
+    providers: Mapping[str, DNSProvider],
+    progress: Progress = lambda _m: None,
+    journal: ChallengeJournal | None = None,
+) -> list[str]:
+    """Remove our own values; never raises. Returns the problems met (for the log).
+
+    With a ``journal`` the values removed are forgotten there; the others stay for ``sweep``.
+    """
+    problems: list[str] = []
+    removed: list[ChallengeRecord] = []
+
+    def remove(record: ChallengeRecord) -> None:
+        try:
+            _provider(providers, record).cleanup(record.target, record.value)
+        except Exception as exc:
+            detail = exc.detail if isinstance(exc, errors.AcmeflowError) else str(exc)
+            problems.append(f"{record.target}: {detail}")
+            log.warning("cleanup of %s failed: %s", record.target, detail)
+        else:
+            removed.append(record)
+
+    _each(records, remove)
+    if journal is not None and removed:
+        try:
+            journal.forget(removed)
+        except Exception as exc:  # the values are gone; a stale row only costs a sweep
+            problems.append(f"challenge journal: {type(exc).__name__}")
+            log.warning("could not update the challenge journal: %s", type(exc).__name__)
+    if records:
+        progress(f"TXT records cleaned up: {len(records) - len(problems)} of {len(records)}")
+    return problems
+
+
+def check_propagation(
+    records: Sequence[ChallengeRecord],
+    providers: Mapping[str, DNSProvider],
+    lookup: DNSLookup,
+    timeouts: Timeouts,
+    progress: Progress = lambda _m: None,
+) -> dict[str, list[str]]:
+    """Wait until every authoritative nameserver serves every value (provider overrides win)."""
+    return await_propagation(
+        records,
+        lookup,
+        nameservers_for=lambda r: _provider(providers, r).check_nameservers(),
+        timeout=timeouts.propagation,
+        interval=timeouts.propagation_interval,
+        progress=progress,
+    )
+
+
+def issue_certificate(
+    session: AcmeSession,
+    csr_pem: bytes,
+    *,
+    lookup: DNSLookup,
+    provider_for: Callable[[str], str],
+    providers: Mapping[str, DNSProvider],
+    timeouts: Timeouts = Timeouts(),
+    replaces: str | None = None,
+    progress: Progress = lambda _m: None,
+    journal: ChallengeJournal | None = None,
+) -> IssuedCertificate:
+    """Order, solve every DNS-01 challenge at once, finalize, download; always clean up."""
+    order: OrderHandle = session.place_order(csr_pem, replaces=replaces)
+    progress(f"order placed: {', '.join(order.identifiers)}")
+    challenges = session.dns_challenges(order)
+    records: list[ChallengeRecord] = []
+    try:
+        records = plan_challenge_records(challenges, lookup, provider_for)
+        add_txt_records(records, providers, progress, journal)
+        check_propagation(records, providers, lookup, timeouts, progress)
+        session.answer_challenges(challenges, timeout=timeouts.validation)
+        progress(f"validated: {len(challenges)} challenge(s)")
+        issued = session.finalize(order, timeout=timeouts.finalize)
+        progress("finalized: certificate downloaded")
+        return issued
+    finally:
+        cleanup_txt_records(records, providers, progress, journal)

@@ -1,0 +1,75 @@
+"""Flow ``issue``: a new certificate for a list of names, end to end (F5)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from prefect import flow
+
+from core.keys import DEFAULT_KEY_TYPE
+from tasks.acme import (
+    add_txt_records,
+    answer_challenges,
+    await_propagation,
+    cleanup_txt_records,
+    finalize_order,
+    place_order,
+    plan_txt_records,
+)
+from tasks.certificates import check_request, prepare_key_and_csr, record_failure, store_certificate
+
+
+@flow(name="issue", log_prints=False)
+def issue(
+    ca: str,
+    names: list[str],
+    key_type: Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"] = DEFAULT_KEY_TYPE,
+    store: Literal["certificate", "zero-touch"] = "certificate",
+    auto_renew: bool = False,
+    csr_fields: dict[str, Any] | None = None,
+    csr_pem: str | None = None,
+    request_id: str | None = None,
+) -> int:
+    """Issue a certificate for ``names`` from the CA vendor ``ca`` and store it.
+
+    Parameters name configured objects only. An uploaded key (and CSR) is staged in the store by
+    the caller under ``request_id`` beforehand; without one a new ``key_type`` key is generated.
+    Returns the certificate id.
+    """
+    checked = check_request(kind="issue", ca=ca, names=names, store=store)
+    key_staged = request_id is not None
+    request_id = request_id or uuid.uuid4().hex
+    records: list[Any] = []
+    try:
+        csr = prepare_key_and_csr(
+            request_id=request_id,
+            store=store,
+            names=checked.names,
+            key_type=key_type,
+            csr_fields=csr_fields,
+            csr_pem=csr_pem,
+            key_staged=key_staged,
+        )
+        order, challenges = place_order(ca, csr)
+        try:
+            records = plan_txt_records(challenges)
+            add_txt_records(records)
+            await_propagation(records)
+            answer_challenges(ca, challenges)
+            issued = finalize_order(ca, order)
+        finally:
+            cleanup_txt_records(records)
+        return store_certificate(
+            request_id=request_id,
+            log_id=checked.log_id,
+            ca=ca,
+            store=store,
+            names=checked.names,
+            issued=issued,
+            enrollment="auto" if auto_renew else "manual",
+            csr_fields=csr_fields,
+        )
+    except BaseException as exc:
+        record_failure(checked.log_id, exc, store=store, request_id=request_id)
+        raise

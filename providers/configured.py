@@ -1,0 +1,47 @@
+"""Build live DNS providers from their stored configuration (settings + unsealed secrets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session
+
+from core.dnsprovider import DNSProvider
+from core.state import repo
+from core.state.models import DNSProviderConfig
+from providers.dns.registry import build_provider
+
+
+def dns_provider_from_config(config: DNSProviderConfig) -> DNSProvider:
+    """A ready provider for one configured DNS provider (its secrets resolved in memory)."""
+    return build_provider(config.type, dict(config.settings or {}), repo.provider_secrets(config))
+
+
+class ConfiguredProviders:
+    """Resolve names to configured providers (domain mapping) and cache built adapters."""
+
+    def __init__(self, s: Session) -> None:
+        self._session = s
+        self._built: dict[str, DNSProvider] = {}
+
+    def name_for(self, fqdn: str) -> str:
+        """The configured provider name for ``fqdn`` (catalog errors when unmapped)."""
+        config = repo.provider_for_name(self._session, fqdn)
+        if config.name not in self._built:
+            self._built[config.name] = dns_provider_from_config(config)
+        return config.name
+
+    def check_names(self, names: Iterable[str]) -> dict[str, str]:
+        """Provider name per certificate name; raises before any order is placed."""
+        return {n: p.name for n, p in repo.providers_for_names(self._session, list(names)).items()}
+
+    @property
+    def built(self) -> dict[str, DNSProvider]:
+        """The providers built so far, by configured name."""
+        return self._built
+
+    def get(self, name: str) -> DNSProvider:
+        """The built provider named ``name`` (building it when needed)."""
+        if name not in self._built:
+            self._built[name] = dns_provider_from_config(repo.get_dns_provider(self._session, name))
+        return self._built[name]

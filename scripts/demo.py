@@ -1,0 +1,111 @@
+"""`make demo`: the main job end to end on the local sandbox, through the real CLI.
+
+Brings up pebble + BIND on loopback, configures a CA vendor and an RFC 2136 DNS provider,
+issues one certificate for an apex name, its wildcard and www, verifies the chain against
+pebble's root and prints where the files are. Everything lives in ./.demo (removed first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = ROOT / ".demo"
+ACMEFLOW = str(Path(sys.executable).with_name("acmeflow"))
+
+
+def run(*args: str, env: dict[str, str], capture: bool = False) -> str:
+    """Run one acmeflow command, echoing it like a shell would."""
+    print(f"\n$ acmeflow {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    result = subprocess.run(
+        [ACMEFLOW, *args], env=env, text=True, capture_output=capture, check=False
+    )
+    if result.returncode != 0:
+        if capture:
+            print(result.stdout, result.stderr, sep="\n")
+        sys.exit(f"demo failed at: acmeflow {' '.join(args)}")
+    return result.stdout if capture else ""
+
+
+def main() -> None:
+    env = {**os.environ, "ACMEFLOW_HOME": str(HOME)}
+    env.pop("ACMEFLOW_DATABASE_URL", None)
+    if HOME.exists():
+        subprocess.run([ACMEFLOW, "sandbox", "down"], env=env, check=False, capture_output=True)
+        shutil.rmtree(HOME)
+    run("sandbox", "up", env=env)
+    sandbox = json.loads(run("sandbox", "env", "--json", env=env, capture=True))
+    env.update(sandbox)
+    zone = "EXAMPLE_COM"
+    run(
+        "ca",
+        "add",
+        "sandbox",
+        "--vendor",
+        "custom",
+        "--email",
+        "admin@example.com",
+        "--directory-url",
+        sandbox["ACMEFLOW_SANDBOX_DIRECTORY_URL"],
+        "--ca-bundle",
+        sandbox["ACMEFLOW_SANDBOX_CA_BUNDLE"],
+        "--renew-days",
+        "30",
+        env=env,
+    )
+    run(
+        "dns",
+        "add",
+        "sandbox-bind",
+        "--type",
+        "rfc2136",
+        "--set",
+        f"server={sandbox['ACMEFLOW_SANDBOX_DNS_SERVER']}",
+        "--set",
+        f"tsig_name={sandbox[f'ACMEFLOW_SANDBOX_TSIG_{zone}_NAME']}",
+        "--set",
+        f"tsig_algorithm={sandbox[f'ACMEFLOW_SANDBOX_TSIG_{zone}_ALGORITHM']}",
+        "--secret",
+        f"tsig_secret=env:ACMEFLOW_SANDBOX_TSIG_{zone}_SECRET",
+        env=env,
+    )
+    run("dns", "map", "sandbox-bind", "example.com", env=env)
+    issued = json.loads(
+        run(
+            "issue",
+            "--ca",
+            "sandbox",
+            "--name",
+            "example.com",
+            "--name",
+            "*.example.com",
+            "--name",
+            "www.example.com",
+            "--organization",
+            "Example Org",
+            "--country",
+            "DE",
+            "--json",
+            env=env,
+            capture=True,
+        )
+    )
+    run("certs", "verify", str(issued["id"]), "--sandbox", env=env)
+    print("\nIssued certificate files:")
+    for kind, path in issued["files"].items():
+        print(f"  {kind:10} {path}")
+    print(f"\nSerial {issued['serial']}, valid until {issued['not_after']}.")
+    print(
+        "The sandbox is still running; stop it with:"
+        " ACMEFLOW_HOME=.demo .venv/bin/acmeflow sandbox down"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Prefect tasks around an order: check the request, prepare key and CSR, store, log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from core import errors
+from core.acme_client import IssuedCertificate
+from core.certinfo import CertificateInfo, parse_certificate
+from core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
+from core.keys import load_private_key as load_key
+from core.names import normalize_names
+from core.state import repo
+from core.stores import stores_from_settings
+from tasks.common import current_flow_run_id, db, progress, settings
+
+STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request that passed every check before anything was ordered."""
+
+    names: list[str]
+    log_id: int
+    providers: dict[str, str]  # certificate name -> DNS provider name
+
+
+@task(name="check_request", **STEP)  # type: ignore[call-overload]
+def check_request(
+    *,
+    kind: str,
+    ca: str,
+    names: list[str],
+    store: str,
+    certificate_id: int | None = None,
+    allow_duplicate: bool = False,
+) -> CheckedRequest:
+    """Validate names, CA, DNS mapping and duplicates, then open the history entry.
+
+    A request that fails here is logged as failed too, so the history shows every request.
+    """
+    flow_run_id = current_flow_run_id()
+    with db() as s:
+        entry = repo.log_start(
+            s,
+            kind=kind,
+            names=list(names),
+            ca_name=ca,
+            store=store,
+            certificate_id=certificate_id,
+            flow_run_id=flow_run_id,
+        )
+        log_id = entry.id
+    try:
+        normalized = normalize_names(names)
+        stores_from_settings(settings())[store]  # unknown store -> KeyError below
+        with db() as s:
+            vendor = repo.get_ca(s, ca)
+            providers = {n: p.name for n, p in repo.providers_for_names(s, normalized).items()}
+            if not allow_duplicate:
+                existing = repo.find_identical(s, normalized, vendor.id, store)
+                if existing is not None:
+                    raise errors.DuplicateCertificate(
+                        detail=f"certificate {existing.id} ({', '.join(existing.names)}) is valid "
+                        f"until {existing.not_after:%Y-%m-%d}; use `acmeflow renew --now "
+                        f"{existing.id}` to renew it"
+                    )
+    except KeyError:
+        exc: errors.AcmeflowError = errors.ConfigError(
+            detail=f"unknown store {store!r}: certificate or zero-touch"
+        )
+        _fail(log_id, exc)
+        raise exc from None
+    except errors.AcmeflowError as exc:
+        _fail(log_id, exc)
+        raise
+    progress(
+        f"request checked: {', '.join(normalized)} via {', '.join(sorted(set(providers.values())))}"
+    )
+    return CheckedRequest(names=normalized, log_id=log_id, providers=providers)
+
+
+@task(name="prepare_key_and_csr", **STEP)  # type: ignore[call-overload]
+def prepare_key_and_csr(
+    *,
+    request_id: str,
+    store: str,
+    names: list[str],
+    key_type: str,
+    csr_fields: dict[str, Any] | None,
+    csr_pem: str | None,
+    key_staged: bool,
+) -> bytes:
+    """Produce the CSR to order with; the private key stays in the store's staging folder.
+
+    An uploaded CSR is checked against its staged key. Otherwise the staged (uploaded) key or a
+    newly generated key of ``key_type`` signs a CSR built from ``csr_fields``.
+    """
+    target = stores_from_settings(settings())[store]
+    if csr_pem is not None:
+        key_pem = target.read_staging_key(request_id)
+        parsed = load_csr(csr_pem.encode(), key_pem)
+        if sorted(parsed.names) != sorted(names):
+            raise errors.InvalidCSR(detail="the CSR's names differ from the requested names")
+        progress("uploaded CSR verified against its key")
+        return parsed.pem
+    if key_staged:
+        key_pem = target.read_staging_key(request_id)
+        progress(f"using uploaded {key_type_of(load_key(key_pem))} key")
+    else:
+        key_pem = generate_private_key(key_type)  # type: ignore[arg-type]
+        target.write_staging_key(request_id, key_pem)
+        progress(f"generated a new {key_type} key")
+    fields = CSRFields(**{**(csr_fields or {}), "names": names})
+    return build_csr(key_pem, fields)
+
+
+@task(name="store_certificate", **STEP)  # type: ignore[call-overload]
+def store_certificate(
+    *,
+    request_id: str | None,
+    log_id: int,
+    ca: str,
+    store: str,
+    names: list[str],
+    issued: IssuedCertificate,
+    enrollment: str,
+    csr_fields: dict[str, Any] | None,
+    reuse_key: bool = False,
+    certificate_id: int | None = None,
+) -> int:
+    """Write the certificate (and its staged key) into its store and record it.
+
+    For a renewal (``certificate_id``) the same folder is used, the previous version is kept,
+    and the database row is updated only after the files are in place.
+    """
+    target = stores_from_settings(settings())[store]
+    key_pem = target.read_staging_key(request_id) if request_id else None
+    info = parse_certificate_pem(issued.cert_pem)
+    with db() as s:
+        vendor = repo.get_ca(s, ca)
+        # the scan recognises this CA's certificates by the issuer it learns here
+        learned = info.issuer_common_name or info.issuer_organization
+        repo.add_issuer_names(s, vendor, [learned] if learned else [])
+        existing = repo.get_certificate(s, certificate_id) if certificate_id else None
+        folder = target.folder_for(names) if existing is None else Path(existing.folder)
+        stored = target.write(
+            folder,
+            cert_pem=issued.cert_pem.encode(),
+            chain_pem=issued.chain_pem.encode(),
+            fullchain_pem=issued.fullchain_pem.encode(),
+            key_pem=key_pem,
+            metadata={
+                "names": names,
+                "ca": ca,
+                "serial": info.serial,
+                "not_after": info.not_after.isoformat(),
+                "issued_at": dt.datetime.now(dt.UTC).isoformat(),
+            },
+        )
+        fields = {
+            "store": store,
+            "folder": str(stored.folder),
+            "common_name": info.common_name,
+            "names": info.names,
+            "subject": info.subject,
+            "issuer": info.issuer,
+            "issuer_common_name": info.issuer_common_name,
+            "issuer_organization": info.issuer_organization,
+            "serial": info.serial,
+            "not_before": info.not_before,
+            "not_after": info.not_after,
+            "key_type": info.key_type,
+            "fingerprint_sha256": info.fingerprint_sha256,
+            "ca_vendor_id": vendor.id,
+            "issued_by_ca_id": vendor.id,
+            "ari_cert_id": info.ari_cert_id,
+            "status": "active",
+            "failure_count": 0,
+            "last_error": None,
+            "next_attempt_at": None,
+        }
+        if existing is None:
+            cert = repo.add_certificate(
+                s,
+                **fields,
+                enrollment=enrollment,
+                csr_fields=csr_fields or {},
+                reuse_key=reuse_key,
+                source="acmeflow",
+            )
+        else:
+            cert = repo.update_certificate(s, existing, **fields)
+        entry = repo.get_log_entry(s, log_id)
+        repo.log_finish(
+            s,
+            entry,
+            status="success",
+            message=f"certificate issued, serial {info.serial}",
+            serial=info.serial,
+            certificate_id=cert.id,
+        )
+        cert_id = cert.id
+    if request_id:
+        target.discard_staging_key(request_id)
+    progress(f"stored in the {store} store: {stored.folder} (certificate {cert_id})")
+    return cert_id
+
+
+def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
+    """Parse the leaf certificate PEM the CA returned."""
+    return parse_certificate(x509.load_pem_x509_certificate(cert_pem.encode()))
+
+
+def _fail(log_id: int, exc: BaseException) -> None:
+    with db() as s:
+        entry = repo.get_log_entry(s, log_id)
+        if isinstance(exc, errors.AcmeflowError):
+            message, detail = exc.message, exc.detail or ""
+        else:
+            message, detail = "Unexpected failure.", f"{type(exc).__name__}: {exc}"
+        repo.log_finish(
+            s,
+            entry,
+            status="failed",
+            message=message,
+            detail=detail,
+            root_cause=exc.code if isinstance(exc, errors.AcmeflowError) else type(exc).__name__,
+        )
+
+
+@task(name="record_failure", **STEP)  # type: ignore[call-overload]
+def record_failure(
+    log_id: int, error: BaseException, *, store: str | None = None, request_id: str | None = None
+) -> None:
+    """Mark the history entry failed with the catalog message and detail; drop staged keys."""
+    _fail(log_id, error)
+    if store and request_id:
+        stores_from_settings(settings())[store].discard_staging_key(request_id)

@@ -1,0 +1,56 @@
+"""What every acmeflow task shares: settings, database sessions, progress, retry rules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run
+from sqlalchemy.orm import Session
+
+from config.settings import Settings, get_settings
+from core.errors import AcmeflowError
+from core.state.db import open_database, session_scope
+
+progress_log = logging.getLogger("acmeflow.progress")
+
+
+def settings() -> Settings:
+    """The settings of this process."""
+    return get_settings()
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """A database session that commits on success."""
+    engine = open_database(settings().resolved_database_url)
+    with session_scope(engine) as s:
+        yield s
+
+
+def progress(message: str) -> None:
+    """Report a step to the Prefect run log and to the CLI (logger ``acmeflow.progress``)."""
+    with suppress(MissingContextError):
+        get_run_logger().info(message)
+    progress_log.info(message)
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the flow run we are in, for the history."""
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn``: retry only errors that say a retry can help."""
+    try:
+        state.result()
+    except AcmeflowError as exc:
+        return exc.retryable
+    except Exception:
+        return False
+    return False
