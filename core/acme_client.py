@@ -87,6 +87,10 @@ def translate_problem(problem: messages.Error, stage: str) -> errors.AcmeflowErr
     code = (problem.typ or "").removeprefix(ERROR_PREFIX)
     detail = problem_text(problem)
     text = (problem.detail or "").lower()
+    if code in ("badSignatureAlgorithm", "badPublicKey") or (
+        code in ("malformed", "unauthorized") and ("jws" in text or "signature" in text)
+    ):
+        return errors.SignatureMismatch(detail=detail)
     if code == "rejectedIdentifier" or (code == "malformed" and stage == "order"):
         if "at least one dot" in text or "needs at least one dot" in text:
             name = problem.identifier.value if problem.identifier else _quoted(problem.detail)
@@ -94,10 +98,6 @@ def translate_problem(problem: messages.Error, stage: str) -> errors.AcmeflowErr
         if code == "rejectedIdentifier":
             return errors.CertificateInvalidDomain(detail=detail)
         return errors.InvalidDomainName(detail=detail)
-    if code in ("badSignatureAlgorithm", "badPublicKey") or (
-        code in ("malformed", "unauthorized") and ("jws" in text or "signature" in text)
-    ):
-        return errors.SignatureMismatch(detail=detail)
     if code == "unauthorized" and stage == "account":
         return errors.SignatureMismatch(detail=detail)
     if code == "badNonce":
@@ -157,12 +157,23 @@ class _Network(acme_client.ClientNetwork):
     Not shared between threads: each :class:`AcmeSession` owns one.
     """
 
-    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
-        self.deadline: float = time.monotonic() + 300.0
+        self.deadline: float | None = None  # set by AcmeSession.deadline()
+        self.default_budget = 300.0  # seconds a call may spend waiting outside a deadline
         self.last_response: requests.Response | None = None
         self.bad_nonce_retries = 0
         self._sleep = sleep
+        self._clock = clock
+
+    def _limit(self) -> float:
+        return self.deadline if self.deadline is not None else self._clock() + self.default_budget
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         response = super()._send_request(method, url, *args, **kwargs)
@@ -187,7 +198,7 @@ class _Network(acme_client.ClientNetwork):
                     continue
                 if code == "rateLimited":
                     wait = _retry_after_seconds(self.last_response, 5.0)
-                    if time.monotonic() + wait > self.deadline:
+                    if self._clock() + wait > self._limit():
                         err = translate_problem(problem, "order")
                         assert isinstance(err, errors.RateLimited)
                         err.retry_after = wait
@@ -218,7 +229,7 @@ class _Network(acme_client.ClientNetwork):
 
     def _backoff(self, attempt: int) -> None:
         wait = _retry_after_seconds(self.last_response, min(0.2 * 2**attempt, 5.0))
-        if time.monotonic() + wait > self.deadline:
+        if self._clock() + wait > self._limit():
             raise errors.CAUnavailable(detail="the CA kept failing until the deadline")
         self._sleep(wait)
 
@@ -229,14 +240,19 @@ _directories: dict[str, messages.Directory] = {}
 _directories_lock = threading.Lock()
 
 
-def fetch_directory(endpoint: CAEndpoint, *, refresh: bool = False) -> messages.Directory:
-    """The CA's directory (cached per URL). Failure → ``CADirectoryError``."""
+def fetch_directory(
+    endpoint: CAEndpoint, *, refresh: bool = False, http: requests.Session | None = None
+) -> messages.Directory:
+    """The CA's directory (cached per URL). Failure → ``CADirectoryError``.
+
+    ``http`` is the transport (a ``requests.Session``); tests inject one with a fake adapter.
+    """
     with _directories_lock:
         cached = _directories.get(endpoint.directory_url)
     if cached is not None and not refresh:
         return cached
     try:
-        response = requests.get(
+        response = (http or requests.Session()).get(
             endpoint.directory_url,
             verify=endpoint.verify,
             timeout=endpoint.timeout,
@@ -255,11 +271,11 @@ def fetch_directory(endpoint: CAEndpoint, *, refresh: bool = False) -> messages.
     return directory
 
 
-def check_ca(endpoint: CAEndpoint) -> messages.Directory:
+def check_ca(endpoint: CAEndpoint, *, http: requests.Session | None = None) -> messages.Directory:
     """Check the CA answers: its directory parses and ``newNonce`` hands out a nonce."""
-    directory = fetch_directory(endpoint, refresh=True)
+    directory = fetch_directory(endpoint, refresh=True, http=http)
     try:
-        response = requests.head(
+        response = (http or requests.Session()).head(
             directory["newNonce"],
             verify=endpoint.verify,
             timeout=endpoint.timeout,
@@ -346,7 +362,8 @@ class IssuedCertificate:
 class AcmeSession:
     """One ACME account at one CA, for one thread of work.
 
-    ``sleep`` and ``clock`` are injectable so that tests run without real waiting.
+    ``sleep``, ``clock`` and the ``http`` transport (a ``requests.Session``) are injectable so
+    that tests run without real waiting or a real CA.
     """
 
     def __init__(
@@ -358,6 +375,7 @@ class AcmeSession:
         poll_interval: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        http: requests.Session | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.poll_interval = poll_interval
@@ -372,8 +390,11 @@ class AcmeSession:
             user_agent=USER_AGENT,
             timeout=int(endpoint.timeout),
             sleep=sleep,
+            clock=clock,
         )
-        self.directory = fetch_directory(endpoint)
+        if http is not None:
+            self.net.session = http
+        self.directory = fetch_directory(endpoint, http=http)
         self.client = acme_client.ClientV2(self.directory, self.net)
         if account_url:
             self.net.account = messages.RegistrationResource(
@@ -387,7 +408,7 @@ class AcmeSession:
         """Bound everything inside (retries, rate-limit waits, polls) by ``seconds``."""
         end = self._clock() + seconds
         previous = self.net.deadline
-        self.net.deadline = min(previous, end) if previous > self._clock() else end
+        self.net.deadline = end if previous is None else min(previous, end)
         try:
             yield end
         finally:

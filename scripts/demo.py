@@ -76,26 +76,23 @@ def main() -> None:
         env=env,
     )
     run("dns", "map", "sandbox-bind", "example.com", env=env)
-    issued = json.loads(
-        run(
-            "issue",
-            "--ca",
-            "sandbox",
-            "--name",
-            "example.com",
-            "--name",
-            "*.example.com",
-            "--name",
-            "www.example.com",
-            "--organization",
-            "Example Org",
-            "--country",
-            "DE",
-            "--json",
-            env=env,
-            capture=True,
-        )
+    run(
+        "issue",
+        "--ca",
+        "sandbox",
+        "--name",
+        "example.com",
+        "--name",
+        "*.example.com",
+        "--name",
+        "www.example.com",
+        "--organization",
+        "Example Org",
+        "--country",
+        "DE",
+        env=env,
     )
+    issued = json.loads(run("certs", "list", "--json", env=env, capture=True))[0]
     run("certs", "verify", str(issued["id"]), "--sandbox", env=env)
     print("\nIssued certificate files:")
     for kind, path in issued["files"].items():

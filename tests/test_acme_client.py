@@ -1,0 +1,309 @@
+"""The ACME client's hard paths, against a scripted fake CA behind an injected transport.
+
+The fake (``ScriptedCA``) answers RFC 8555 shapes (directory, newNonce, newOrder, authorization,
+finalize) and can be told to fail a URL a number of times first. Nothing waits for real: the
+client's ``sleep`` and ``clock`` are injected and record what the client asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+import pytest
+import requests
+from acme import messages
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from core import errors
+from core.acme_client import (
+    AcmeSession,
+    CAEndpoint,
+    OrderHandle,
+    _directories,
+    generate_account_key,
+    translate_problem,
+)
+from core.keys import CSRFields, build_csr, generate_private_key
+
+BASE = "https://fake-ca.test"
+Reply = tuple[int, dict[str, str], object]
+
+
+class ScriptedCA(BaseAdapter):
+    """A fake ACME CA at the transport level: scripted replies per (method, path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: dict[tuple[str, str], deque[Reply]] = defaultdict(deque)
+        self.calls: list[tuple[str, str]] = []
+        self.nonce = 0
+
+    def script(self, method: str, path: str, *replies: Reply) -> None:
+        self.scripts[(method, path)].extend(replies)
+
+    def send(self, request: requests.PreparedRequest, **_: object) -> requests.Response:  # type: ignore[override]
+        path = str(request.url).removeprefix(BASE)
+        method = str(request.method)
+        self.calls.append((method, path))
+        queue = self.scripts.get((method, path))
+        status, headers, body = queue.popleft() if queue else self.default(method, path)
+        self.nonce += 1
+        response = requests.Response()
+        response.status_code = status
+        response.headers = CaseInsensitiveDict({"Replay-Nonce": f"nonce{self.nonce}", **headers})
+        if body is not None:
+            response._content = json.dumps(body).encode()
+            response.headers.setdefault(
+                "Content-Type",
+                "application/problem+json" if status >= 400 else "application/json",
+            )
+        else:
+            response._content = b""
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def default(self, method: str, path: str) -> Reply:
+        if path == "/dir":
+            return (
+                200,
+                {},
+                {
+                    "newNonce": f"{BASE}/nonce",
+                    "newAccount": f"{BASE}/acct",
+                    "newOrder": f"{BASE}/order",
+                },
+            )
+        if path == "/nonce":
+            return 200, {}, None
+        if path == "/acct":
+            return 201, {"Location": f"{BASE}/acct/1"}, {"status": "valid"}
+        if path == "/order":
+            return 201, {"Location": f"{BASE}/order/1"}, order_body("pending")
+        if path == "/authz/1":
+            return 200, {}, authz_body("valid")
+        raise AssertionError(f"unscripted {method} {path}")
+
+    def close(self) -> None:
+        pass
+
+
+def order_body(status: str, certificate: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "status": status,
+        "identifiers": [{"type": "dns", "value": "a.example.com"}],
+        "authorizations": [f"{BASE}/authz/1"],
+        "finalize": f"{BASE}/order/1/finalize",
+    }
+    if certificate:
+        body["certificate"] = certificate
+    return body
+
+
+def authz_body(status: str) -> dict[str, object]:
+    return {
+        "status": status,
+        "identifier": {"type": "dns", "value": "a.example.com"},
+        "challenges": [
+            {
+                "type": "dns-01",
+                "url": f"{BASE}/chall/1",
+                "token": "tok" + "e" * 40,
+                "status": "pending" if status == "pending" else "valid",
+            }
+        ],
+    }
+
+
+def problem(code: str, detail: str = "scripted", status: int = 400) -> Reply:
+    return status, {}, {"type": f"urn:ietf:params:acme:error:{code}", "detail": detail}
+
+
+class FakeTime:
+    """An injected clock: ``sleep`` advances it and records each wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def ca() -> ScriptedCA:
+    _directories.clear()
+    return ScriptedCA()
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def session_factory(ca: ScriptedCA, fake_time: FakeTime) -> Callable[[], AcmeSession]:
+    def make() -> AcmeSession:
+        http = requests.Session()
+        http.mount(BASE, ca)
+        return AcmeSession(
+            CAEndpoint(f"{BASE}/dir"),
+            generate_account_key(),
+            account_url=f"{BASE}/acct/1",
+            sleep=fake_time.sleep,
+            clock=fake_time.clock,
+            http=http,
+        )
+
+    return make
+
+
+CSR = build_csr(generate_private_key("ec256"), CSRFields(names=["a.example.com"]))
+
+
+def test_bad_nonce_is_retried_with_a_fresh_nonce(ca, session_factory) -> None:
+    ca.script("POST", "/order", *[problem("badNonce")] * 5)
+    session = session_factory()
+    order = session.place_order(CSR)
+    assert order.url == f"{BASE}/order/1"
+    assert session.net.bad_nonce_retries == 5
+    assert ca.calls.count(("POST", "/order")) == 6
+
+
+def test_endless_bad_nonces_give_the_catalog_nonce_error(ca, session_factory) -> None:
+    ca.script("POST", "/order", *[problem("badNonce")] * 20)
+    with pytest.raises(errors.CANonceError) as raised:
+        session_factory().place_order(CSR)
+    assert raised.value.message.startswith("Could not get nonce from the CA server.")
+    assert "badNonce" in str(raised.value.detail)
+
+
+def test_rate_limit_waits_as_asked_inside_the_deadline(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order", (429, {"Retry-After": "7"}, problem("rateLimited")[2]))
+    session = session_factory()
+    with session.deadline(60):
+        session.place_order(CSR)
+    assert fake_time.sleeps == [7.0]
+
+
+def test_rate_limit_beyond_the_deadline_fails_clearly(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order", (429, {"Retry-After": "3600"}, problem("rateLimited")[2]))
+    session = session_factory()
+    with pytest.raises(errors.RateLimited) as raised, session.deadline(60):
+        session.place_order(CSR)
+    assert raised.value.retry_after == 3600
+    assert fake_time.sleeps == []
+
+
+def test_transient_server_errors_are_retried(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order", (503, {}, None), problem("serverInternal", status=500))
+    session_factory().place_order(CSR)
+    assert len(fake_time.sleeps) == 2
+
+
+def test_permanent_problems_fail_at_once(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order", problem("rejectedIdentifier", 'Cannot issue for "a"'))
+    with pytest.raises(errors.CertificateInvalidDomain):
+        session_factory().place_order(CSR)
+    assert ca.calls.count(("POST", "/order")) == 1
+    assert fake_time.sleeps == []
+
+
+def test_polling_honours_retry_after(ca, session_factory, fake_time) -> None:
+    ca.script(
+        "POST",
+        "/authz/1",
+        (200, {}, authz_body("pending")),  # dns_challenges
+        (200, {"Retry-After": "3"}, authz_body("pending")),
+        (200, {}, authz_body("valid")),
+    )
+    ca.script(
+        "POST",
+        "/chall/1",
+        (
+            200,
+            {"Link": f'<{BASE}/authz/1>;rel="up"'},
+            {
+                "type": "dns-01",
+                "url": f"{BASE}/chall/1",
+                "status": "processing",
+                "token": "tok" + "e" * 40,
+            },
+        ),
+    )
+    session = session_factory()
+    order = OrderHandle(
+        f"{BASE}/order/1",
+        f"{BASE}/order/1/finalize",
+        (f"{BASE}/authz/1",),
+        ("a.example.com",),
+        "pending",
+        CSR,
+    )
+    challenges = session.dns_challenges(order)
+    assert [c.record_name for c in challenges] == ["_acme-challenge.a.example.com"]
+    session.answer_challenges(challenges, timeout=30)
+    assert fake_time.sleeps == [3.0]
+
+
+def test_polling_gives_up_at_the_deadline(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/authz/1", *[(200, {"Retry-After": "10"}, authz_body("pending"))] * 50)
+    ca.script("POST", "/chall/1", (200, {"Link": f'<{BASE}/authz/1>;rel="up"'}, {}))
+    session = session_factory()
+    challenge = session.dns_challenges(
+        OrderHandle(f"{BASE}/order/1", "", (f"{BASE}/authz/1",), ("a.example.com",), "", CSR)
+    )
+    with pytest.raises(errors.CAUnavailable):
+        session.answer_challenges(challenge, timeout=25)
+    assert sum(fake_time.sleeps) <= 25
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "stage", "expected"),
+    [
+        (
+            "rejectedIdentifier",
+            'Cannot issue for "x": Domain name needs at least one dot',
+            "order",
+            errors.DomainNeedsDot,
+        ),
+        ("rejectedIdentifier", "forbidden by policy", "order", errors.CertificateInvalidDomain),
+        ("malformed", "bad name", "order", errors.InvalidDomainName),
+        ("badSignatureAlgorithm", "RS1 not allowed", "account", errors.SignatureMismatch),
+        ("malformed", "JWS verification error", "order", errors.SignatureMismatch),
+        ("unauthorized", "EAB binding invalid", "account", errors.SignatureMismatch),
+        ("badNonce", "stale", "order", errors.CANonceError),
+        ("invalidContact", "bad mail", "account", errors.InvalidContact),
+        ("externalAccountRequired", "EAB needed", "account", errors.CADirectoryError),
+        ("rateLimited", "too many", "order", errors.RateLimited),
+        ("badCSR", "weak key", "finalize", errors.FinalizeError),
+        ("unauthorized", "no TXT", "challenge", errors.ChallengeFailed),
+    ],
+)
+def test_problem_translation(code: str, detail: str, stage: str, expected: type) -> None:
+    err = translate_problem(
+        messages.Error(typ=f"urn:ietf:params:acme:error:{code}", detail=detail), stage
+    )
+    assert type(err) is expected
+    assert code in str(err.detail)
+
+
+def test_domain_needs_dot_names_the_name() -> None:
+    err = translate_problem(
+        messages.Error(
+            typ="urn:ietf:params:acme:error:rejectedIdentifier",
+            detail='Cannot issue for "testdomain": Domain name needs at least one dot',
+        ),
+        "order",
+    )
+    assert err.message == (
+        'Invalid identifiers requested :: Cannot issue for "testdomain": '
+        "Domain name needs at least one dot"
+    )
