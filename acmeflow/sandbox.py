@@ -865,9 +865,9 @@ def sandbox_status(home: Path) -> SandboxInfo | None:
         return SandboxInfo.from_json(state["info"]) if state is not None else None
 
 
-def pebble_root_pem(info: SandboxInfo) -> bytes:
-    """PEM of the root that pebble signs certificates under (management ``/roots/0``)."""
-    url = info.management_url.rstrip("/") + "/roots/0"
+def pebble_root_pem(info: SandboxInfo, index: int = 0) -> bytes:
+    """PEM of a root pebble signs under (management ``/roots/N``; N > 0: alternate roots)."""
+    url = info.management_url.rstrip("/") + f"/roots/{index}"
     try:
         response = requests.get(url, verify=str(info.ca_bundle), timeout=10)
         response.raise_for_status()

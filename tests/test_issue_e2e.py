@@ -177,3 +177,27 @@ def test_zero_touch_store_and_enrollment(home: Home) -> None:
     issued = issue_json(home, "--name", "zt.example.com", "--store", "zero-touch", "--auto-renew")
     assert issued["store"] == "zero-touch" and issued["enrollment"] == "auto"
     assert "zero-touch" in issued["folder"]
+
+
+def test_preferred_chain_picks_the_alternate_root(home_factory, sandbox_factory) -> None:
+    """pebble offers an alternate chain; the CA's preferred chain (by root CN) is stored."""
+    alt = sandbox_factory(
+        extra_pebble_env={"PEBBLE_ALTERNATE_ROOTS": "1", "PEBBLE_CHAIN_LENGTH": "2"}
+    )
+    home = home_factory(alt)
+    alternate_root = x509.load_pem_x509_certificate(pebble_root_pem(alt, 1))
+    root_cn = alternate_root.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    assert home.add_sandbox_ca(preferred_chain=str(root_cn)).exit_code == 0
+    assert home.add_zone_provider("bind-com", "example.com").exit_code == 0
+    home.ok("dns", "map", "bind-com", "example.com")
+    issued = issue_json(home, "--name", "chain.example.com")
+    files = issued["files"]
+    verify_chain(
+        Path(files["cert"]).read_bytes(), Path(files["chain"]).read_bytes(), pebble_root_pem(alt, 1)
+    )
+    with pytest.raises(ValueError):
+        verify_chain(
+            Path(files["cert"]).read_bytes(),
+            Path(files["chain"]).read_bytes(),
+            pebble_root_pem(alt, 0),
+        )
