@@ -22,7 +22,16 @@ from core.keys import KeyType, load_csr, load_private_key, private_key_pem
 from core.state import repo
 from core.stores import stores_from_settings
 
-from . import cli_ca, cli_certs, cli_dns, cli_logs, cli_sandbox
+from . import (
+    cli_ca,
+    cli_certs,
+    cli_deploy,
+    cli_dns,
+    cli_logs,
+    cli_sandbox,
+    cli_schedules,
+    cli_targets,
+)
 from .cli_certs import cert_dict, print_cert
 from .output import (
     catalog_errors,
@@ -44,6 +53,10 @@ app.add_typer(cli_dns.app, name="dns")
 app.add_typer(cli_sandbox.app, name="sandbox")
 app.add_typer(cli_certs.app, name="certs")
 app.command("logs")(cli_logs.logs)
+app.add_typer(cli_targets.app, name="targets")
+app.command("deploy")(cli_deploy.deploy)
+app.add_typer(cli_schedules.app, name="schedules")
+app.command("serve")(cli_schedules.serve)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -108,9 +121,17 @@ def issue(
     country: Annotated[str | None, typer.Option("--country", "-C")] = None,
     email: Annotated[str | None, typer.Option("--email", help="CSR email address")] = None,
     common_name: Annotated[str | None, typer.Option("--common-name", "--cn")] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", help="bind to this deploy target (repeatable)"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Issue a certificate over ACME DNS-01 (runs the Prefect flow `issue`)."""
+    """Issue a certificate over ACME DNS-01 (runs the Prefect flow `issue`).
+
+    With --target, a zero-touch certificate is deployed at once; exit code 3 means it was
+    issued and stored but a deployment failed.
+    """
     if key_type not in get_args(KeyType):
         raise errors.InvalidKey(detail=f"unknown key type {key_type!r}")
     if store not in get_args(StoreKind):
@@ -144,6 +165,7 @@ def issue(
     }
     with database() as s:  # fail fast, before Prefect starts, on an unknown CA
         repo.get_ca(s, ca)
+    targets = cli_deploy.check_issue_targets(target)
     request_id = _stage_upload(store, key, key_passphrase)
     if csr is not None:
         stored_key = stores_from_settings(get_settings())[store].read_staging_key(str(request_id))
@@ -161,9 +183,11 @@ def issue(
         csr_fields=fields or None,
         csr_pem=csr_pem,
         request_id=request_id,
+        targets=targets,
     )
     with database() as s:
         shown = cert_dict(repo.get_certificate(s, cert_id))
+    shown["deployments"] = cli_deploy.deployments_of(cert_id)
     if as_json:
         print_json(shown)
     else:
@@ -171,6 +195,7 @@ def issue(
             f"[bold green]Certificate {cert_id} issued[/] for {', '.join(shown['names'])}"
         )
         print_cert(shown)
+    cli_deploy.report_issue_deployments(cert_id, shown["deployments"], as_json=as_json)
 
 
 def main() -> None:

@@ -1,0 +1,842 @@
+"""acmeflow's Prefect deployments and their schedules (F9).
+
+The desired set, built from the database:
+
+* ``renew/renew-<ca>`` for every active CA vendor, on the interval derived from the CA's renewal
+  window (:mod:`core.schedule_policy`), parameters ``{"ca": "<name>"}`` only;
+* ``scan/daily`` and ``sweep/daily`` once a day;
+* ``issue/ad-hoc``, ``renew/ad-hoc`` and ``deploy/ad-hoc`` without a schedule, for runs triggered
+  from the UI or the CLI (sync leaves any schedule a user adds to them alone).
+
+Every deployment acmeflow owns carries the tag ``acmeflow``. :func:`sync_schedules` reconciles the
+Prefect API with that set: it creates missing deployments, updates the schedule, parameters,
+description and tags of changed ones, and deletes the ``renew-*`` deployments of CA vendors that
+were removed (or deactivated). :func:`serve` runs all of them in one process (a Prefect runner, no
+work pool) and re-syncs periodically so CAs added or removed later are picked up.
+
+Flows are imported lazily by module (``flows.<name>``): a flow that is not importable is skipped
+and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.settings import get_settings
+from core.schedule_policy import (
+    SCAN_INTERVAL,
+    SWEEP_INTERVAL,
+    Cadence,
+    anchor_for,
+    cadence_for_ca,
+    format_interval,
+)
+from core.state import repo
+from core.state.db import open_database, session_scope
+from core.state.models import CAVendor, Certificate
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.orchestration import PrefectClient
+    from prefect.runner import Runner
+
+log = logging.getLogger(__name__)
+
+OWNER_TAG = "acmeflow"
+RENEW_PREFIX = "renew-"
+PAGE_SIZE = 200
+BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")  # Prefect rejects them in deployment names
+SERVER_HINT = (
+    "start a server with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+Action = Literal["create", "update", "delete", "unchanged"]
+
+
+# --- flows -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """Where one acmeflow flow lives."""
+
+    key: str
+    module: str
+    function: str
+
+    @property
+    def entrypoint(self) -> str:
+        """The file entrypoint, as in ``prefect.yaml`` (``flows/renew.py:renew``)."""
+        return f"{self.module.replace('.', '/')}.py:{self.function}"
+
+
+FLOW_SPECS: dict[str, FlowSpec] = {
+    key: FlowSpec(key=key, module=f"flows.{key}", function=key)
+    for key in ("issue", "renew", "deploy", "scan", "sweep")
+}
+
+FlowLoader = Callable[[str], "Flow[Any, Any]"]
+
+
+def load_flow(key: str) -> Flow[Any, Any]:
+    """Import the flow ``key`` (``renew``, ``scan``, ...) from its module."""
+    from prefect import Flow
+
+    spec = FLOW_SPECS[key]
+    module = importlib.import_module(spec.module)
+    obj = getattr(module, spec.function)
+    if not isinstance(obj, Flow):
+        raise TypeError(f"{spec.entrypoint} is not a Prefect flow")
+    return obj
+
+
+# --- the desired set ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaticDeployment:
+    """A deployment that does not depend on the configuration."""
+
+    flow: str
+    name: str
+    interval: dt.timedelta | None
+    description: str
+
+
+STATIC_DEPLOYMENTS: tuple[StaticDeployment, ...] = (
+    StaticDeployment(
+        "scan",
+        "daily",
+        SCAN_INTERVAL,
+        "Scan both certificate stores once a day: inventory, issuing CAs, duplicates (F2).",
+    ),
+    StaticDeployment(
+        "sweep",
+        "daily",
+        SWEEP_INTERVAL,
+        "Remove stale _acme-challenge TXT values left behind by interrupted runs, once a day.",
+    ),
+    StaticDeployment(
+        "issue",
+        "ad-hoc",
+        None,
+        "Issue a certificate on demand (F5): give ca and names.",
+    ),
+    StaticDeployment(
+        "renew",
+        "ad-hoc",
+        None,
+        "Renew on demand (F6): certificate_ids for 'renew now' (manual ones included), "
+        "or ca for one CA's due certificates, or nothing for every due certificate.",
+    ),
+    StaticDeployment(
+        "deploy",
+        "ad-hoc",
+        None,
+        "Deploy a certificate to its targets on demand (F7): give certificate_id "
+        "(and target for only one).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DesiredDeployment:
+    """One deployment acmeflow wants in the Prefect API."""
+
+    flow_key: str
+    flow_name: str
+    name: str
+    interval: dt.timedelta | None
+    anchor: dt.datetime | None
+    parameters: dict[str, Any]
+    description: str
+    tags: tuple[str, ...]
+    ca: str | None = None
+    cadence: Cadence | None = None
+
+    @property
+    def full_name(self) -> str:
+        """``flow/deployment`` as Prefect shows it."""
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def schedule_text(self) -> str:
+        """``daily``, ``every 6 h`` or ``ad hoc``."""
+        return format_interval(self.interval) if self.interval else "ad hoc"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        return {
+            "deployment": self.full_name,
+            "flow": self.flow_name,
+            "name": self.name,
+            "schedule": self.schedule_text,
+            "interval_seconds": int(self.interval.total_seconds()) if self.interval else None,
+            "anchor": self.anchor.isoformat() if self.anchor else None,
+            "parameters": dict(self.parameters),
+            "tags": list(self.tags),
+            "ca": self.ca,
+            "cadence": self.cadence.as_dict() if self.cadence else None,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A deployment that cannot be built (its flow is missing, a name Prefect refuses, ...)."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class DesiredSet:
+    """The deployments acmeflow wants, the ones it had to skip, and the flows behind them."""
+
+    deployments: list[DesiredDeployment] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    flows: dict[str, Flow[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def renew_flow_name(self) -> str | None:
+        """The Prefect name of the renew flow, when it could be loaded (``None``: unknown, so
+        no ``renew-*`` deployment may be deleted)."""
+        flow = self.flows.get("renew")
+        return flow.name if flow is not None else None
+
+
+@dataclass(frozen=True)
+class CAFacts:
+    """What the cadence of one CA vendor depends on."""
+
+    name: str
+    vendor: str
+    renew_days: int
+    profile: str | None = None
+    learned_lifetime: dt.timedelta | None = None
+    ari_window: dt.timedelta | None = None
+
+
+def _span(start: dt.datetime | None, end: dt.datetime | None) -> dt.timedelta:
+    """``end - start``; zero when either is unknown."""
+    if start is None or end is None:
+        return dt.timedelta(0)
+    return end - start
+
+
+def learned_lifetimes(s: Session) -> dict[int, dt.timedelta]:
+    """Per CA vendor id, the shortest lifetime (``not_after - not_before``) among the active
+    certificates enrolled under it or issued by it."""
+    rows = s.execute(
+        select(
+            Certificate.ca_vendor_id,
+            Certificate.issued_by_ca_id,
+            Certificate.not_before,
+            Certificate.not_after,
+        ).where(
+            Certificate.status == "active",
+            Certificate.not_before.is_not(None),
+            Certificate.not_after.is_not(None),
+        )
+    )
+    shortest: dict[int, dt.timedelta] = {}
+    for enrolled_under, issued_by, not_before, not_after in rows:
+        life = _span(not_before, not_after)
+        if life <= dt.timedelta(0):
+            continue
+        for ca_id in {enrolled_under, issued_by}:
+            if ca_id is not None and (ca_id not in shortest or life < shortest[ca_id]):
+                shortest[ca_id] = life
+    return shortest
+
+
+def narrowest_ari_windows(s: Session) -> dict[int, dt.timedelta]:
+    """Per CA vendor id, the narrowest ARI suggested window among its active certificates."""
+    rows = s.execute(
+        select(
+            Certificate.ca_vendor_id, Certificate.ari_window_start, Certificate.ari_window_end
+        ).where(
+            Certificate.status == "active",
+            Certificate.ca_vendor_id.is_not(None),
+            Certificate.ari_window_start.is_not(None),
+            Certificate.ari_window_end.is_not(None),
+        )
+    )
+    narrowest: dict[int, dt.timedelta] = {}
+    for ca_id, start, end in rows:
+        width = _span(start, end)
+        if ca_id is None or width <= dt.timedelta(0):
+            continue
+        if ca_id not in narrowest or width < narrowest[ca_id]:
+            narrowest[ca_id] = width
+    return narrowest
+
+
+def ca_facts(s: Session) -> list[CAFacts]:
+    """The cadence inputs of every active CA vendor, by name."""
+    lifetimes = learned_lifetimes(s)
+    windows = narrowest_ari_windows(s)
+    cas: list[CAVendor] = repo.list_cas(s, include_inactive=False)
+    return [
+        CAFacts(
+            name=ca.name,
+            vendor=ca.vendor,
+            renew_days=ca.renew_days,
+            profile=ca.profile,
+            learned_lifetime=lifetimes.get(ca.id),
+            ari_window=windows.get(ca.id),
+        )
+        for ca in cas
+    ]
+
+
+def renew_deployment_name(ca: str) -> str:
+    """The deployment of CA vendor ``ca``: ``renew-<ca>``."""
+    return f"{RENEW_PREFIX}{ca}"
+
+
+def build_desired(cas: Iterable[CAFacts], *, loader: FlowLoader = load_flow) -> DesiredSet:
+    """The desired deployments for these CA vendors (flows imported with ``loader``)."""
+    desired = DesiredSet()
+    keys = ["renew", *(d.flow for d in STATIC_DEPLOYMENTS if d.flow != "renew")]
+    for key in dict.fromkeys(keys):
+        try:
+            desired.flows[key] = loader(key)
+        except Exception as exc:  # a flow that is not there (yet) is skipped, not fatal
+            reason = f"flow {FLOW_SPECS[key].entrypoint} is not available: {exc}"
+            desired.skipped.append(Skipped(name=key, reason=reason))
+    renew = desired.flows.get("renew")
+    for ca in sorted(cas, key=lambda c: c.name):
+        name = renew_deployment_name(ca.name)
+        if renew is None:
+            desired.skipped.append(
+                Skipped(name=f"renew/{name}", reason="the renew flow is missing")
+            )
+            continue
+        if any(c in ca.name for c in BANNED_NAME_CHARACTERS):
+            desired.skipped.append(
+                Skipped(
+                    name=f"renew/{name}",
+                    reason="Prefect deployment names cannot contain "
+                    + " ".join(BANNED_NAME_CHARACTERS)
+                    + "; rename the CA vendor",
+                )
+            )
+            continue
+        cadence = cadence_for_ca(
+            renew_days=ca.renew_days,
+            vendor=ca.vendor,
+            profile=ca.profile,
+            learned_lifetime=ca.learned_lifetime,
+            ari_window=ca.ari_window,
+        )
+        desired.deployments.append(
+            DesiredDeployment(
+                flow_key="renew",
+                flow_name=renew.name,
+                name=name,
+                interval=cadence.interval,
+                anchor=anchor_for(name, cadence.interval),
+                parameters={"ca": ca.name},
+                description=(
+                    f"Renew the due certificates of CA vendor {ca.name} "
+                    f"{cadence.interval_text} ({cadence.reason})."
+                ),
+                tags=(OWNER_TAG, "renew", f"ca:{ca.name}"),
+                ca=ca.name,
+                cadence=cadence,
+            )
+        )
+    for static in STATIC_DEPLOYMENTS:
+        flow = desired.flows.get(static.flow)
+        if flow is None:
+            continue  # already reported as a skipped flow
+        full = f"{flow.name}/{static.name}"
+        desired.deployments.append(
+            DesiredDeployment(
+                flow_key=static.flow,
+                flow_name=flow.name,
+                name=static.name,
+                interval=static.interval,
+                anchor=anchor_for(full, static.interval) if static.interval else None,
+                parameters={},
+                description=static.description,
+                tags=(OWNER_TAG, static.flow),
+            )
+        )
+    return desired
+
+
+def desired_from_database(*, loader: FlowLoader = load_flow) -> DesiredSet:
+    """The desired deployments for the configured database (``ACMEFLOW_*`` settings)."""
+    engine = open_database(get_settings().resolved_database_url)
+    with session_scope(engine) as s:
+        facts = ca_facts(s)
+    return build_desired(facts, loader=loader)
+
+
+# --- what exists -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExistingDeployment:
+    """The parts of a deployment in the Prefect API that sync manages."""
+
+    id: UUID
+    flow_name: str
+    name: str
+    intervals: tuple[tuple[dt.timedelta, dt.datetime] | None, ...]  # None: not an interval
+    parameters: dict[str, Any]
+    description: str | None
+    tags: tuple[str, ...]
+    work_pool_name: str | None
+    paused: bool
+
+    @property
+    def full_name(self) -> str:
+        """``flow/deployment``."""
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def schedule_text(self) -> str:
+        """The existing schedules for humans."""
+        if not self.intervals:
+            return "ad hoc"
+        return ", ".join(format_interval(i[0]) if i else "other" for i in self.intervals)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+async def read_owned_deployments(client: PrefectClient) -> list[ExistingDeployment]:
+    """Every deployment in the Prefect API tagged ``acmeflow``."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterTags,
+        FlowFilter,
+        FlowFilterId,
+    )
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    found = []
+    offset = 0
+    while True:
+        page = await client.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[OWNER_TAG])),
+            limit=PAGE_SIZE,
+            offset=offset,
+        )
+        found.extend(page)
+        if len(page) < PAGE_SIZE:
+            break
+        offset += PAGE_SIZE
+    flow_ids = list({d.flow_id for d in found})
+    flow_names: dict[UUID, str] = {}
+    for start in range(0, len(flow_ids), PAGE_SIZE):
+        chunk = flow_ids[start : start + PAGE_SIZE]
+        flows = await client.read_flows(
+            flow_filter=FlowFilter(id=FlowFilterId(any_=chunk)), limit=len(chunk)
+        )
+        flow_names.update({f.id: f.name for f in flows})
+    existing = []
+    for d in found:
+        intervals: list[tuple[dt.timedelta, dt.datetime] | None] = []
+        for sched in d.schedules:
+            if isinstance(sched.schedule, IntervalSchedule):
+                intervals.append((sched.schedule.interval, _utc(sched.schedule.anchor_date)))
+            else:
+                intervals.append(None)
+        existing.append(
+            ExistingDeployment(
+                id=d.id,
+                flow_name=flow_names.get(d.flow_id, "?"),
+                name=d.name,
+                intervals=tuple(intervals),
+                parameters=dict(d.parameters or {}),
+                description=d.description,
+                tags=tuple(d.tags or ()),
+                work_pool_name=d.work_pool_name,
+                paused=bool(d.paused),
+            )
+        )
+    return sorted(existing, key=lambda e: e.full_name)
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """What sync does (or would do) with one deployment."""
+
+    action: Action
+    full_name: str
+    desired: DesiredDeployment | None
+    existing: ExistingDeployment | None
+    changes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        return {
+            "deployment": self.full_name,
+            "action": self.action,
+            "changes": list(self.changes),
+            "desired": self.desired.as_dict() if self.desired else None,
+            "existing": (
+                {
+                    "id": str(self.existing.id),
+                    "schedule": self.existing.schedule_text,
+                    "parameters": self.existing.parameters,
+                    "tags": list(self.existing.tags),
+                    "work_pool": self.existing.work_pool_name,
+                    "paused": self.existing.paused,
+                }
+                if self.existing
+                else None
+            ),
+        }
+
+
+def _changes(d: DesiredDeployment, e: ExistingDeployment, work_pool: str | None) -> tuple[str, ...]:
+    changes: list[str] = []
+    if d.interval is not None:
+        wanted = ((d.interval, _utc(d.anchor or anchor_for(d.full_name, d.interval))),)
+        if e.intervals != wanted:
+            changes.append(f"schedule: {e.schedule_text} -> {d.schedule_text}")
+    if e.parameters != d.parameters:
+        changes.append(f"parameters: {e.parameters} -> {d.parameters}")
+    if (e.description or "") != d.description:
+        changes.append("description")
+    if set(e.tags) != set(d.tags):
+        changes.append(f"tags: {sorted(e.tags)} -> {sorted(d.tags)}")
+    if work_pool is not None and e.work_pool_name != work_pool:
+        changes.append(f"work pool: {e.work_pool_name} -> {work_pool}")
+    return tuple(changes)
+
+
+def plan_sync(
+    desired: DesiredSet, existing: Iterable[ExistingDeployment], *, work_pool: str | None = None
+) -> list[PlanItem]:
+    """Compare the desired set with what exists: create, update, unchanged, and delete for
+    ``renew-*`` deployments whose CA vendor is gone. Nothing else is ever deleted."""
+    by_name = {e.full_name: e for e in existing}
+    wanted = {d.full_name for d in desired.deployments}
+    plan: list[PlanItem] = []
+    for d in desired.deployments:
+        e = by_name.get(d.full_name)
+        if e is None:
+            plan.append(PlanItem("create", d.full_name, d, None))
+            continue
+        changes = _changes(d, e, work_pool)
+        plan.append(PlanItem("update" if changes else "unchanged", d.full_name, d, e, changes))
+    renew_flow = desired.renew_flow_name
+    if renew_flow is not None:
+        for e in by_name.values():
+            if (
+                e.flow_name == renew_flow
+                and e.name.startswith(RENEW_PREFIX)
+                and e.full_name not in wanted
+                and OWNER_TAG in e.tags
+            ):
+                plan.append(
+                    PlanItem("delete", e.full_name, None, e, ("its CA vendor is gone or inactive",))
+                )
+    return plan
+
+
+# --- applying it -------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What :func:`sync_schedules` did."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Skipped] = field(default_factory=list)
+    changes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every planned change was applied."""
+        return not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+            "failed": [{"name": s.name, "error": s.reason} for s in self.failed],
+            "changes": self.changes,
+        }
+
+
+ApplyFn = Callable[[DesiredDeployment, "Flow[Any, Any]"], Awaitable[None]]
+
+
+def _schedule_kwargs(d: DesiredDeployment) -> dict[str, Any]:
+    """``to_deployment`` keyword arguments for the schedule and the concurrency of ``d``."""
+    if d.interval is None:
+        return {}
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Interval
+
+    return {
+        "schedule": Interval(d.interval, anchor_date=d.anchor, timezone="UTC"),
+        # one run at a time per scheduled deployment: a run that would overlap is cancelled
+        "concurrency_limit": ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+    }
+
+
+def _deployment_kwargs(d: DesiredDeployment) -> dict[str, Any]:
+    from prefect.deployments.runner import EntrypointType
+
+    return {
+        "name": d.name,
+        "parameters": dict(d.parameters),
+        "description": d.description,
+        "tags": list(d.tags),
+        "entrypoint_type": EntrypointType.MODULE_PATH,
+        **_schedule_kwargs(d),
+    }
+
+
+async def create_deployment(
+    d: DesiredDeployment, flow: Flow[Any, Any], *, work_pool: str | None = None
+) -> UUID:
+    """Create (upsert) deployment ``d`` of ``flow`` through the Prefect API."""
+    deployment = await flow.ato_deployment(**_deployment_kwargs(d))
+    deployment_id: UUID = await deployment.aapply(work_pool_name=work_pool)
+    return deployment_id
+
+
+async def update_deployment(
+    client: PrefectClient, item: PlanItem, *, work_pool: str | None = None
+) -> None:
+    """Update the managed fields of an existing deployment (its paused state, entrypoint and
+    anything else are left as they are)."""
+    from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    d, e = item.desired, item.existing
+    assert d is not None and e is not None
+    fields: dict[str, Any] = {
+        "parameters": dict(d.parameters),
+        "description": d.description,
+        "tags": list(d.tags),
+    }
+    if d.interval is not None and any(c.startswith("schedule") for c in item.changes):
+        fields["schedules"] = [
+            DeploymentScheduleUpdate(
+                schedule=IntervalSchedule(
+                    interval=d.interval,
+                    anchor_date=d.anchor or anchor_for(d.full_name, d.interval),
+                    timezone="UTC",
+                ),
+                active=True,
+            )
+        ]
+    if work_pool is not None and e.work_pool_name != work_pool:
+        fields["work_pool_name"] = work_pool
+    await client.update_deployment(e.id, DeploymentUpdate(**fields))
+
+
+async def sync_schedules(
+    client: PrefectClient,
+    desired: DesiredSet | None = None,
+    *,
+    work_pool: str | None = None,
+    apply: ApplyFn | None = None,
+) -> SyncReport:
+    """Reconcile the Prefect API with the desired deployments (from the database when
+    ``desired`` is None); returns what was created, updated, deleted and left unchanged.
+
+    New deployments go to ``work_pool`` when given (run by a worker) and otherwise have none
+    (run by ``acmeflow serve``); ``work_pool`` also moves existing ones. ``apply`` replaces how a
+    created or changed deployment is written (``serve`` registers it with its runner). One
+    failure does not stop the rest: it is reported in ``failed``.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    if desired is None:
+        desired = await asyncio.to_thread(desired_from_database)
+    existing = await read_owned_deployments(client)
+    report = SyncReport(skipped=list(desired.skipped))
+    for item in plan_sync(desired, existing, work_pool=work_pool):
+        try:
+            if item.action == "unchanged":
+                report.unchanged.append(item.full_name)
+                continue
+            if item.action == "delete":
+                assert item.existing is not None
+                with contextlib.suppress(ObjectNotFound):  # already gone is fine
+                    await client.delete_deployment(item.existing.id)
+                report.deleted.append(item.full_name)
+                continue
+            assert item.desired is not None
+            flow = desired.flows[item.desired.flow_key]
+            if apply is not None:
+                await apply(item.desired, flow)
+            elif item.action == "create":
+                await create_deployment(item.desired, flow, work_pool=work_pool)
+            else:
+                await update_deployment(client, item, work_pool=work_pool)
+            (report.created if item.action == "create" else report.updated).append(item.full_name)
+        except Exception as exc:
+            log.warning("could not %s deployment %s: %s", item.action, item.full_name, exc)
+            report.failed.append(Skipped(name=item.full_name, reason=f"{item.action}: {exc}"))
+            continue
+        if item.changes:
+            report.changes[item.full_name] = list(item.changes)
+    for item_list in (report.created, report.updated, report.deleted, report.unchanged):
+        item_list.sort()
+    return report
+
+
+async def plan_from_api(
+    client: PrefectClient, desired: DesiredSet | None = None, *, work_pool: str | None = None
+) -> list[PlanItem]:
+    """What :func:`sync_schedules` would do, without doing it."""
+    if desired is None:
+        desired = await asyncio.to_thread(desired_from_database)
+    return plan_sync(desired, await read_owned_deployments(client), work_pool=work_pool)
+
+
+# --- the Prefect API and serve -----------------------------------------------------------------
+
+
+def api_url() -> str | None:
+    """The configured ``PREFECT_API_URL`` (environment, profile or settings context)."""
+    from prefect.settings import PREFECT_API_URL
+
+    value = PREFECT_API_URL.value()
+    return str(value) if value else None
+
+
+async def api_problem(timeout: float = 10.0) -> str | None:
+    """Why the Prefect API cannot be used (``None`` when it answers its health check).
+
+    Without ``PREFECT_API_URL`` Prefect would start a throw-away server inside this process,
+    which neither keeps deployments nor runs schedules: that is a problem too.
+    """
+    url = api_url()
+    if not url:
+        return "PREFECT_API_URL is not set"
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with asyncio.timeout(timeout), get_client() as client:
+            error = await client.api_healthcheck()
+    except Exception as exc:  # unreachable, TLS, timeout, ...
+        error = exc
+    if error is not None:
+        return f"no Prefect server answers at {url} ({type(error).__name__}: {error})"
+    return None
+
+
+@dataclass
+class ServeState:
+    """What a serving runner has registered, by full deployment name."""
+
+    served: set[str] = field(default_factory=set)
+    last_report: SyncReport | None = None
+
+
+async def _runner_apply(runner: Runner, state: ServeState, d: DesiredDeployment, flow: Any) -> None:
+    kwargs = _deployment_kwargs(d)
+    kwargs.pop("concurrency_limit", None)
+    limit = _schedule_kwargs(d).get("concurrency_limit")
+    await runner.aadd_flow(flow, concurrency_limit=limit, **kwargs)
+    state.served.add(d.full_name)
+
+
+async def resync_runner(
+    runner: Runner,
+    state: ServeState,
+    *,
+    loader: FlowLoader = load_flow,
+    desired: DesiredSet | None = None,
+) -> SyncReport:
+    """Reconcile the API with the database and register every desired deployment with
+    ``runner`` (created, changed, or created meanwhile by ``acmeflow schedules sync``)."""
+    from prefect.client.orchestration import get_client
+
+    if desired is None:
+        desired = await asyncio.to_thread(desired_from_database, loader=loader)
+
+    async def apply(d: DesiredDeployment, flow: Flow[Any, Any]) -> None:
+        await _runner_apply(runner, state, d, flow)
+
+    async with get_client() as client:
+        report = await sync_schedules(client, desired, apply=apply)
+    for d in desired.deployments:
+        if d.full_name not in state.served:
+            await apply(d, desired.flows[d.flow_key])
+    for name in report.deleted:
+        state.served.discard(name)
+    state.last_report = report
+    return report
+
+
+async def serve(
+    *,
+    resync_every: float = 300.0,
+    limit: int | None = None,
+    loader: FlowLoader = load_flow,
+    on_report: Callable[[SyncReport], None] | None = None,
+    runner: Runner | None = None,
+) -> None:
+    """Serve every acmeflow deployment in this process until stopped.
+
+    Syncs the API first (so deployments of removed CAs go away), registers every deployment with
+    one Prefect runner, then re-syncs every ``resync_every`` seconds so CA vendors added, changed
+    or removed meanwhile are picked up. Schedules are paused when the runner stops. ``runner``
+    replaces the default one (tests stop it with ``runner.astop()``).
+    """
+    import anyio
+    from prefect.runner import Runner
+
+    if runner is None:
+        runner = Runner(name="acmeflow", pause_on_shutdown=True, limit=limit)
+    state = ServeState()
+    report = await resync_runner(runner, state, loader=loader)
+    if on_report is not None:
+        on_report(report)
+
+    async def resync_loop() -> None:
+        while True:
+            await anyio.sleep(resync_every)
+            try:
+                again = await resync_runner(runner, state, loader=loader)
+            except Exception as exc:  # keep serving; the next round tries again
+                log.warning("re-sync of the deployments failed: %s", exc)
+                continue
+            if on_report is not None and (again.created or again.updated or again.deleted):
+                on_report(again)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(resync_loop)
+        try:
+            await runner.start()
+        finally:
+            tg.cancel_scope.cancel()
