@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from config.vendors import list_presets
 from core import errors
 from core.accounts import register_account
-from core.state import repo
+from core.state import inventory, repo
 from core.state.models import CAVendor
 
 from .output import catalog_errors, console, database, fmt_time, print_json, read_secret_ref, table
@@ -51,6 +52,17 @@ def _bundle(path: Path | None) -> str | None:
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise errors.ConfigError(detail=f"--ca-bundle {path}: no PEM certificate in the file")
     return text
+
+
+def _reclassified_counts(s: Session) -> str:
+    """Re-sort known certificates by issuing CA after a CA change; the counts line."""
+    inventory.reclassify(s)
+    return inventory.inventory_report(s, expiring_limit=0).counts_line()
+
+
+def _print_counts(counts: str) -> None:
+    if counts:
+        console.print(f"Certificates in the stores by CA: {counts} (`acmeflow scan` rescans)")
 
 
 EmailOpt = Annotated[str | None, typer.Option("--email", help="ACME account contact email")]
@@ -107,11 +119,13 @@ def add(
         )
         account_url = register_account(s, ca, settings)
         shown = ca_dict(ca, account_url)
+        counts = _reclassified_counts(s)
     if as_json:
         print_json(shown)
     else:
         console.print(f"[green]CA vendor {name} saved[/]: {shown['directory_url']}")
         console.print(f"ACME account: {account_url}")
+        _print_counts(counts)
 
 
 @app.command("edit")
@@ -149,6 +163,7 @@ def edit(
         ca = repo.update_ca(s, name, **changes)
         account_url = register_account(s, ca, get_settings())
         shown = ca_dict(ca, account_url)
+        _reclassified_counts(s)
     if as_json:
         print_json(shown)
     else:
@@ -202,4 +217,5 @@ def remove(
     """Remove a CA vendor. Refused while certificates are enrolled under it, unless --force."""
     with database() as s:
         repo.remove_ca(s, name, force=force)
+        _reclassified_counts(s)
     console.print(f"CA vendor {name} removed")

@@ -240,14 +240,27 @@ def parse_ids(values: Sequence[str] | None) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def _warn_unmapped(s: Session, certs: Sequence[Certificate]) -> list[str]:
-    """Warnings for enrolled certificates that cannot renew yet (names without a provider)."""
+def _warnings(s: Session, certs: Sequence[Certificate]) -> list[str]:
+    """Why enrolled certificates may not renew as expected: names without an active DNS
+    provider, or the same certificate enrolled in both stores (renewed twice)."""
     warnings = []
     for cert in certs:
         try:
             repo.providers_for_names(s, cert.names)
         except errors.AcmeflowError as exc:
-            warnings.append(f"certificate {cert.id}: {exc.message} {exc.detail or ''}".strip())
+            detail = f" ({exc.detail})" if exc.detail else ""
+            warnings.append(f"certificate {cert.id}: {exc.message}{detail}")
+        if cert.fingerprint_sha256 and cert.enrollment == "auto":
+            twins = [
+                t.id
+                for t in repo.find_by_fingerprint(s, cert.fingerprint_sha256)
+                if t.id != cert.id and t.store != cert.store and t.enrollment == "auto"
+            ]
+            if twins:
+                warnings.append(
+                    f"certificate {cert.id} ({cert.store} store) is the same certificate as "
+                    f"{', '.join(map(str, twins))} in the other store: it would be renewed twice"
+                )
     return warnings
 
 
@@ -299,7 +312,7 @@ def certs_enroll(
         certs = inventory.enroll(s, wanted, ca, confirm_vendor_change=confirm_vendor_change)
         names, labels = _listing_maps(s)
         shown = [cert_dict(c, ca_names=names, labels=labels) for c in certs]
-        warnings = _warn_unmapped(s, certs)
+        warnings = _warnings(s, certs)
     _report(f"enrolled for automatic renewal under {ca!r}", shown, warnings, as_json)
 
 
@@ -331,7 +344,7 @@ def certs_migrate(
         certs = inventory.migrate(s, parse_ids(ids), target)
         names, labels = _listing_maps(s)
         shown = [cert_dict(c, ca_names=names, labels=labels) for c in certs]
-        warnings = _warn_unmapped(s, certs) if target == "auto" else []
+        warnings = _warnings(s, certs) if target == "auto" else []
     _report(
         f"moved to {'automatic' if target == 'auto' else 'manual'} renewal",
         shown,

@@ -41,7 +41,7 @@ from core.scan import (
     counts_line,
     find_duplicates,
 )
-from core.secrets import SecretBox, default_box, unseal
+from core.secrets import ENCRYPTED_PREFIX, SecretBox, default_box, unseal
 from core.state import repo
 from core.state.models import AppSetting, CAVendor, Certificate, utcnow
 from core.stores import names_digest
@@ -98,12 +98,13 @@ def set_setting(s: Session, key: str, value: str | None) -> None:
 def save_scan_passwords(
     s: Session, passwords: Sequence[str], *, box: SecretBox | None = None
 ) -> list[str]:
-    """Remember the PKCS#12 passwords of the scan (references kept, literals encrypted).
+    """Remember the PKCS#12 passwords of the scan (references kept, literals encrypted,
+    values already sealed as ``enc:`` kept as they are).
 
     An empty list forgets them. Returns the stored (sealed) values.
     """
     box = box or default_box()
-    sealed = [box.seal(p) for p in passwords if p]
+    sealed = [p if p.startswith(ENCRYPTED_PREFIX) else box.seal(p) for p in passwords if p]
     set_setting(s, P12_PASSWORDS_SETTING, json.dumps(sealed) if sealed else None)
     return sealed
 
@@ -167,12 +168,15 @@ def reclassify(s: Session, *, cas: Sequence[CAIssuers] | None = None) -> int:
     cas = ca_issuers(s) if cas is None else cas
     c = Certificate.__table__.c
     changes = []
-    for row in s.execute(
+    memo: dict[tuple[str | None, str | None, int | None], int | None] = {}
+    for cert_id, cn, org, under, current in s.execute(
         select(c.id, c.issuer_common_name, c.issuer_organization, c.ca_vendor_id, c.issued_by_ca_id)
     ):
-        new = classify(row[1], row[2], cas, prefer=row[3])
-        if new != row[4]:
-            changes.append({"id": row[0], "issued_by_ca_id": new})
+        key = (cn, org, under)
+        if key not in memo:
+            memo[key] = classify(cn, org, cas, prefer=under)
+        if memo[key] != current:
+            changes.append({"id": cert_id, "issued_by_ca_id": memo[key]})
     for i in range(0, len(changes), 5000):
         s.execute(update(Certificate), changes[i : i + 5000])
     return len(changes)
@@ -298,11 +302,15 @@ def record_scan(
     *,
     now: datetime | None = None,
     expiring_limit: int = 10,
+    with_report: bool = True,
 ) -> InventoryReport:
     """Record what the scan read (see the module doc) and report the inventory.
 
-    A store whose folder does not exist is reported but its rows are not marked gone (an
-    unmounted volume is not a deletion).
+    With ``with_report=False`` only the store summaries, problems and aliases are filled in
+    (no counts, duplicates or expiries: the caller reports once after every store).
+
+    A store whose folder does not exist is reported (``exists`` false in its summary) but its
+    rows are not marked gone (an unmounted volume is not a deletion).
     """
     now = now or utcnow()
     cas = ca_issuers(s)
@@ -313,6 +321,9 @@ def record_scan(
     aliases: list[dict[str, str]] = []
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    touched: list[int] = []  # unchanged files: seen again
+    returned: list[int] = []  # unchanged files whose row was gone
+    gone: list[int] = []
 
     for scan in scans:
         summary = summaries[scan.store] = StoreSummary(
@@ -331,10 +342,6 @@ def record_scan(
         aliases.extend(
             {"store": a.store, "path": a.path, "same_as": a.same_as} for a in scan.aliases
         )
-        if not scan.exists:
-            problems.append(
-                ScanProblem(scan.store, scan.root, "the store folder does not exist (yet)")
-            )
         rows = [
             dict(zip(_ROW_COLUMNS, r, strict=True))
             for r in s.execute(select(*(c[k] for k in _ROW_COLUMNS)).where(c.store == scan.store))
@@ -356,11 +363,11 @@ def record_scan(
             if row is None:
                 continue
             claimed.add(row["id"])
-            change: dict[str, Any] = {"id": row["id"], "last_seen_at": now}
             if row["status"] != "active":
-                change.update(status="active", gone_at=None)
+                returned.append(row["id"])
                 summary.returned += 1
-            updates.append(change)
+            else:
+                touched.append(row["id"])
         for problem in scan.problems:  # unreadable now, but still there: not gone
             row = by_path.get(problem.path) or by_folder.get(problem.path)
             if row is not None:
@@ -430,20 +437,39 @@ def record_scan(
         if scan.exists:
             for r in rows:
                 if r["id"] not in claimed and r["status"] == "active":
-                    updates.append({"id": r["id"], "status": "gone", "gone_at": now})
+                    gone.append(r["id"])
                     summary.gone += 1
 
-    for i in range(0, len(inserts), 5000):
-        s.execute(insert(Certificate), inserts[i : i + 5000])
+    s.flush()
+    connection = s.connection()
+    for i in range(0, len(inserts), 5000):  # Core executemany: no ORM work per row
+        connection.execute(insert(Certificate), inserts[i : i + 5000])
     _bulk_update(s, updates)
+    _set_where_id(s, touched, last_seen_at=now)
+    _set_where_id(s, returned, last_seen_at=now, status="active", gone_at=None, updated_at=now)
+    _set_where_id(s, gone, status="gone", gone_at=now, updated_at=now)
     reclassified = reclassify(s, cas=cas)
     s.flush()
-    report = inventory_report(s, expiring_limit=expiring_limit, now=now, cas=cas)
+    if with_report:
+        report = inventory_report(s, expiring_limit=expiring_limit, now=now, cas=cas)
+    else:
+        report = InventoryReport(scanned_at=now, counts={}, total=0)
     report.stores = summaries
     report.problems = problems
     report.aliases = aliases
     report.reclassified = reclassified
     return report
+
+
+def _set_where_id(s: Session, ids: Sequence[int], **values: Any) -> None:
+    """One UPDATE per chunk of ids, setting the same values on each row."""
+    for i in range(0, len(ids), _CHUNK):
+        s.execute(
+            update(Certificate)
+            .where(Certificate.id.in_(ids[i : i + _CHUNK]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _bulk_update(s: Session, updates: list[dict[str, Any]]) -> None:

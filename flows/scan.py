@@ -1,0 +1,32 @@
+"""Flow ``scan``: read every certificate in both stores into the inventory (F2)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow
+
+from core.stores import STORE_KINDS
+from tasks.scan import check_password_refs, publish_inventory, report_inventory, scan_store_task
+
+
+@flow(name="scan", log_prints=False)
+def scan(
+    p12_passwords: list[str] | None = None,
+    stores: list[Literal["certificate", "zero-touch"]] | None = None,
+    expiring_limit: int = 10,
+) -> dict[str, Any]:
+    """Scan the certificate store and the zero-touch store and classify what they hold.
+
+    ``p12_passwords`` are secret references (``env:NAME``, ``file:PATH``,
+    ``prefect-block:NAME``) or sealed values, tried in order on PKCS#12 files; ``None`` uses
+    the remembered ones. Rescanning is idempotent: unchanged files are not read again and a
+    removed file is marked gone. Returns the inventory report (JSON-ready).
+    """
+    check_password_refs(p12_passwords)
+    outcomes = [
+        scan_store_task(store=kind, p12_passwords=p12_passwords) for kind in stores or STORE_KINDS
+    ]
+    report = report_inventory(outcomes, expiring_limit=expiring_limit)
+    publish_inventory(report)
+    return report.to_dict()
