@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     propagation_interval: float = Field(default=0.1, gt=0)
     acme_timeout: float = Field(default=300.0, gt=0)
     acme_poll_interval: float = Field(default=0.05, gt=0)
+    deploy_retries: int = Field(default=3, ge=0, le=20)
+    deploy_retry_delay: float = Field(default=2.0, ge=0, description="first retry delay, s")
     dns_resolvers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="host[:port] of resolvers for SOA/NS/CNAME lookups; empty = the system's",

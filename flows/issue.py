@@ -8,6 +8,7 @@ from typing import Any, Literal
 from prefect import flow
 
 from core.keys import DEFAULT_KEY_TYPE
+from flows.deploy import deploy_after_store
 from tasks.acme import (
     add_txt_records,
     answer_challenges,
@@ -18,6 +19,7 @@ from tasks.acme import (
     plan_txt_records,
 )
 from tasks.certificates import check_request, prepare_key_and_csr, record_failure, store_certificate
+from tasks.deploy import check_targets
 
 
 @flow(name="issue", log_prints=False)
@@ -30,18 +32,23 @@ def issue(
     csr_fields: dict[str, Any] | None = None,
     csr_pem: str | None = None,
     request_id: str | None = None,
+    targets: list[str] | None = None,
 ) -> int:
     """Issue a certificate for ``names`` from the CA vendor ``ca`` and store it.
 
     Parameters name configured objects only. An uploaded key (and CSR) is staged in the store by
     the caller under ``request_id`` beforehand; without one a new ``key_type`` key is generated.
-    Returns the certificate id.
+    ``targets`` names configured deploy targets to bind the new certificate to; a zero-touch
+    certificate is then deployed to its targets at once (a failed deployment is recorded in the
+    history but does not fail the issuance). Returns the certificate id.
     """
     checked = check_request(kind="issue", ca=ca, names=names, store=store)
     key_staged = request_id is not None
     request_id = request_id or uuid.uuid4().hex
     records: list[Any] = []
     try:
+        if targets:
+            check_targets(targets)
         csr = prepare_key_and_csr(
             request_id=request_id,
             store=store,
@@ -60,7 +67,7 @@ def issue(
             issued = finalize_order(ca, order)
         finally:
             cleanup_txt_records(records)
-        return store_certificate(
+        cert_id: int = store_certificate(
             request_id=request_id,
             log_id=checked.log_id,
             ca=ca,
@@ -73,3 +80,5 @@ def issue(
     except BaseException as exc:
         record_failure(checked.log_id, exc, store=store, request_id=request_id)
         raise
+    deploy_after_store(cert_id, targets=targets)
+    return cert_id

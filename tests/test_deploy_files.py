@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import os
 import pwd
-import shlex
-import signal
-import socket
-import ssl
 import stat
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
-from cryptography import x509
 
 from core.errors import ConfigError, DeployError
 from providers.deploy.base import CertificateBundle
 from providers.deploy.files import FilesTarget
 from providers.deploy.registry import build_target, target_types
 from tests.fakes import TestPKI
-
-NGINX = "/usr/sbin/nginx"
+from tests.fakes.nginx import Nginx, NginxStartError, run_nginx, served_serial, wait_for_serial
 
 
 def detail(exc: DeployError) -> str:
@@ -38,125 +29,19 @@ def pki() -> TestPKI:
     return TestPKI()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def served_serial(port: int) -> str | None:
-    """Serial of the certificate a fresh TLS handshake with 127.0.0.1:port gets."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
-            ctx.wrap_socket(raw, server_hostname="www.example.com") as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except OSError:
-        return None
-    return format(x509.load_der_x509_certificate(der).serial_number, "x") if der else None
-
-
-def wait_for_serial(port: int, serial: str, deadline_s: float = 15.0) -> str | None:
-    """Poll (nginx reloads asynchronously) until ``serial`` is served or the deadline."""
-    deadline = time.monotonic() + deadline_s
-    seen = served_serial(port)
-    while seen != serial and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = served_serial(port)
-    return seen
-
-
-@dataclass
-class Nginx:
-    prefix: Path
-    conf: Path
-    port: int
-    fullchain: Path
-    key: Path
-    proc: subprocess.Popen[bytes]
-
-    def argv(self, *extra: str) -> list[str]:
-        return [
-            NGINX,
-            "-p",
-            str(self.prefix),
-            "-c",
-            str(self.conf),
-            "-e",
-            str(self.prefix / "error.log"),
-            *extra,
-        ]
-
-    @property
-    def reload_command(self) -> str:
-        return shlex.join(self.argv("-s", "reload"))
-
-    @property
-    def test_then_reload_command(self) -> str:
-        script = f"{shlex.join(self.argv('-t', '-q'))} && {shlex.join(self.argv('-s', 'reload'))}"
-        return shlex.join(["sh", "-c", script])
-
-
 @pytest.fixture
 def nginx(tmp_path, pki) -> Iterator[Nginx]:
-    prefix = tmp_path / "nginx"
-    certs = tmp_path / "certs"
-    for d in (prefix / "tmp", prefix / "logs", certs):
-        d.mkdir(parents=True)
-    # nginx needs a certificate to start: a bootstrap one, replaced by the deployments.
     boot = pki.issue(["www.example.com"])
-    fullchain, key = certs / "fullchain.pem", certs / "privkey.pem"
-    fullchain.write_bytes(boot.cert_pem + boot.chain_pem)
-    key.write_bytes(boot.key_pem)
-    key.chmod(0o600)
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        f"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {fullchain};
-        ssl_certificate_key {key};
-        return 200 "ok\\n";
-    }}
-}}
-"""
-    )
-    argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    n = Nginx(prefix, conf, port, fullchain, key, proc)
     try:
-        if wait_for_serial(port, boot.serial, deadline_s=10) != boot.serial:
-            n.proc.kill()
-            err = n.proc.communicate()[1].decode(errors="replace")
-            log = (prefix / "error.log").read_text(errors="replace")
-            pytest.fail(f"nginx did not start: {err}\n{log}")
-        yield n
-    finally:
-        if n.proc.poll() is None:
-            n.proc.send_signal(signal.SIGQUIT)
-            try:
-                n.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                n.proc.kill()
-                n.proc.wait()
+        with run_nginx(
+            tmp_path,
+            boot_fullchain=boot.cert_pem + boot.chain_pem,
+            boot_key=boot.key_pem,
+            boot_serial=boot.serial,
+        ) as n:
+            yield n
+    except NginxStartError as exc:
+        pytest.fail(str(exc))
 
 
 def files_target(n: Nginx, reload_command: str, **extra: str) -> FilesTarget:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -322,3 +323,72 @@ class LogEntry(Base):
 
     def __repr__(self) -> str:
         return f"LogEntry(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+class DeployTargetConfig(_Timestamps, Base):
+    """A configured deploy target (F7): its type, settings and sealed secrets."""
+
+    __tablename__ = "deploy_targets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    settings: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict)
+    secrets: Mapped[dict[str, str]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+    bindings: Mapped[list[TargetBinding]] = relationship(
+        back_populates="target", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"DeployTargetConfig(id={self.id!r}, name={self.name!r}, type={self.type!r})"
+
+
+class TargetBinding(Base):
+    """A certificate bound to a deploy target, with the outcome of its last deployment."""
+
+    __tablename__ = "target_bindings"
+    __table_args__ = (UniqueConstraint("target_id", "certificate_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("deploy_targets.id", ondelete="CASCADE"))
+    certificate_id: Mapped[int] = mapped_column(
+        ForeignKey("certificates.id", ondelete="CASCADE"), index=True
+    )
+    last_deployed_serial: Mapped[str | None] = mapped_column(String(100))
+    last_deployed_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    target: Mapped[DeployTargetConfig] = relationship(back_populates="bindings")
+    certificate: Mapped[Certificate] = relationship()
+
+    def __repr__(self) -> str:
+        return (
+            f"TargetBinding(target_id={self.target_id!r}, certificate_id={self.certificate_id!r})"
+        )
+
+
+class ChallengeJournalEntry(Base):
+    """A DNS-01 TXT value acmeflow presented and has not cleaned up yet (0005).
+
+    Written before the value is presented, deleted after its cleanup succeeded: a row older
+    than an order can take is a value left behind by a crash, which the ``sweep`` flow removes.
+    """
+
+    __tablename__ = "challenge_journal"
+    __table_args__ = (
+        Index("ix_challenge_journal_provider_fqdn_value", "provider", "fqdn", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(100))  # configured DNS provider name
+    fqdn: Mapped[str] = mapped_column(String(255))  # where the value was written (CNAME end)
+    value: Mapped[str] = mapped_column(String(255))
+    identifier: Mapped[str | None] = mapped_column(String(255))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"ChallengeJournalEntry(id={self.id!r}, provider={self.provider!r})"
