@@ -10,6 +10,7 @@ from core.state import repo
 from core.state.models import DNSProviderConfig
 from providers.dns.registry import get_provider_type, provider_types, validate_fields
 
+from .cli_dns_check import check
 from .output import (
     catalog_errors,
     console,
@@ -21,6 +22,7 @@ from .output import (
 )
 
 app = typer.Typer(help="DNS providers and domain mapping.", no_args_is_help=True)
+app.command("check")(check)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="a setting KEY=VALUE (repeatable)")]

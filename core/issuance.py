@@ -140,7 +140,7 @@ def cleanup_txt_records(
             problems.append(f"challenge journal: {type(exc).__name__}")
             log.warning("could not update the challenge journal: %s", type(exc).__name__)
     if records:
-        progress(f"TXT records cleaned up: {len(records) - len(problems)} of {len(records)}")
+        progress(f"TXT records cleaned up: {len(removed)} of {len(records)}")
     return problems
 
 

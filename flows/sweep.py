@@ -1,0 +1,115 @@
+"""Flow ``sweep``: remove DNS-01 challenge values that a crashed run left behind (daily).
+
+Every value acmeflow presents is journaled before it is written and forgotten after cleanup;
+journal rows older than the grace period are values nobody will clean up any more. The sweep
+removes exactly those values, provider by provider, and reports (never deletes) challenge
+values it sees at mapped domains that acmeflow did not write.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.common import progress, settings
+from tasks.sweep import ProviderJob, ProviderSweep, failed_sweep, plan_sweep, sweep_provider
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_SECONDS = 3600.0
+
+
+def _artifact(create: Any, *args: Any, **kwargs: Any) -> UUID | None:
+    """Artifacts are for the UI: a failure to write one never fails the run."""
+    try:
+        result: UUID = create(*args, **kwargs)
+        return result
+    except Exception as exc:  # the UI is best effort
+        log.warning("could not write a Prefect artifact: %s", exc)
+        return None
+
+
+def _artifacts(results: list[ProviderSweep]) -> None:
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        rows += [
+            {"provider": r.provider, "fqdn": e["fqdn"], "outcome": "removed", "detail": e["note"]}
+            for e in r.removed
+        ]
+        rows += [
+            {"provider": r.provider, "fqdn": e["fqdn"], "outcome": "failed", "detail": e["error"]}
+            for e in r.failed
+        ]
+        rows += [
+            {"provider": r.provider, "fqdn": e["fqdn"], "outcome": "not acmeflow's", "detail": ""}
+            for e in r.unjournaled
+        ]
+    if rows:
+        _artifact(
+            create_table_artifact,
+            table=rows,
+            key="sweep-summary",
+            description="Stale DNS-01 challenge values found by the sweep",
+        )
+    failed = [(r.provider, e) for r in results for e in r.failed]
+    problems = [(r.provider, p) for r in results for p in r.problems]
+    if failed or problems:
+        lines = ["| provider | record | error |", "|---|---|---|"]
+        lines += [f"| {p} | {e['fqdn']} | {e['error']} |" for p, e in failed]
+        lines += [f"| {p} | | {text} |" for p, text in problems]
+        _artifact(
+            create_markdown_artifact,
+            markdown="\n".join(lines),
+            key="sweep-failures",
+            description=f"{len(failed)} stale value(s) could not be removed",
+        )
+
+
+@flow(name="sweep", log_prints=False)
+def sweep(
+    older_than_seconds: float = DEFAULT_GRACE_SECONDS, inspect_limit: int = 100
+) -> dict[str, Any]:
+    """Remove challenge values journaled more than ``older_than_seconds`` ago (default one
+    hour: longer than any order takes) and not cleaned up, through their DNS provider.
+
+    ``inspect_limit`` caps, per provider, the ``_acme-challenge`` names read to report values
+    acmeflow did not write (0: no report). Providers are swept in parallel; a provider that
+    fails keeps its journal rows for the next sweep. Returns counts and per-provider results.
+    """
+    plan = plan_sweep(older_than_seconds, inspect_limit)
+    results: list[ProviderSweep] = []
+    if plan.jobs:
+        workers = max(1, min(settings().max_workers, len(plan.jobs)))
+        runner: ThreadPoolTaskRunner[Any]
+        with ThreadPoolTaskRunner(max_workers=workers) as runner:
+            futures: dict[PrefectFuture[ProviderSweep], ProviderJob] = {
+                runner.submit(sweep_provider, {"job": job}): job for job in plan.jobs
+            }
+            for future, job in futures.items():
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # one provider must not stop the others
+                    results.append(failed_sweep(job, exc))
+    _artifacts(results)
+    summary = {
+        "older_than_seconds": older_than_seconds,
+        "cutoff": plan.cutoff,
+        "stale": plan.stale,
+        "removed": sum(len(r.removed) for r in results),
+        "failed": sum(len(r.failed) for r in results),
+        "unjournaled": sum(len(r.unjournaled) for r in results),
+        "providers": [
+            r.as_dict() for r in results if r.removed or r.failed or r.unjournaled or r.problems
+        ],
+    }
+    progress(
+        f"sweep: {summary['removed']} removed, {summary['failed']} not removed, "
+        f"{summary['unjournaled']} not acmeflow's (left in place)"
+    )
+    return summary
