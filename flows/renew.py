@@ -1,0 +1,138 @@
+"""Flow ``renew``: renew every enrolled certificate whose renewal is due, in parallel (F6)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.deploy import deploy_after_store
+from tasks.common import progress, settings
+from tasks.renew import (
+    RenewalJob,
+    RenewalOutcome,
+    failed_outcome,
+    parse_now,
+    plan_renewals,
+    renew_certificate,
+)
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
+
+
+def _artifact(create: Any, *args: Any, **kwargs: Any) -> UUID | None:
+    """Artifacts are for the UI: a failure to write one never fails the run."""
+    try:
+        result: UUID = create(*args, **kwargs)
+        return result
+    except Exception as exc:  # the UI is best effort
+        log.warning("could not write a Prefect artifact: %s", exc)
+        return None
+
+
+def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> dict[str, Any]:
+    counts = {
+        s: sum(1 for o in outcomes if o.status == s) for s in ("renewed", "failed", "skipped")
+    }
+    return {
+        **counts,
+        "not_due": not_due,
+        "considered": considered,
+        "results": [o.as_row() for o in sorted(outcomes, key=lambda o: o.certificate_id)],
+    }
+
+
+@flow(name="renew", log_prints=False)
+def renew(
+    ca: str | None = None,
+    certificate_ids: list[int] | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """Renew the certificates that are due (all active CA vendors, or only ``ca``), or exactly
+    ``certificate_ids`` on demand (manual ones included).
+
+    ``now`` (ISO 8601) replaces the clock, for tests and what-if runs. Renewals run in parallel
+    on a thread pool of ``max_workers`` within the per-CA and per-DNS-provider limits; one
+    failure never stops the others. Returns counts and one row per certificate acted on.
+    """
+    at = parse_now(now)
+    plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
+    outcomes: list[RenewalOutcome] = list(plan.skipped)
+    total = len(plan.jobs)
+    progress_id = _artifact(
+        create_progress_artifact,
+        progress=0.0 if total else 100.0,
+        key="renew-progress",
+        description=f"Renewing {total} certificate(s)",
+    )
+    if total:
+        workers = max(1, min(settings().max_workers, total))
+        runner: ThreadPoolTaskRunner[Any]
+        with ThreadPoolTaskRunner(max_workers=workers) as runner:
+            futures: dict[PrefectFuture[RenewalOutcome], RenewalJob] = {
+                runner.submit(renew_certificate, {"job": job, "now": at.isoformat()}): job
+                for job in plan.jobs
+            }
+            last_update = time.monotonic()
+            for done, future in enumerate(as_completed(list(futures)), start=1):
+                job = futures[future]
+                try:
+                    outcomes.append(future.result())
+                except Exception as exc:  # one failure must not stop the others
+                    outcomes.append(failed_outcome(job, exc))
+                if progress_id and (
+                    done == total or time.monotonic() - last_update >= PROGRESS_EVERY
+                ):
+                    last_update = time.monotonic()
+                    _artifact(
+                        update_progress_artifact,
+                        artifact_id=progress_id,
+                        progress=100.0 * done / total,
+                        description=f"{done} of {total} renewal(s) done",
+                    )
+    for outcome in outcomes:
+        if outcome.status == "renewed":
+            # zero-touch certificates go to their targets now (never fails the renewal)
+            deploy_after_store(outcome.certificate_id)
+    summary = _summary(outcomes, plan.not_due, plan.considered)
+    rows = summary["results"]
+    if rows:
+        _artifact(
+            create_table_artifact,
+            table=rows,
+            key="renew-summary",
+            description=(
+                f"Renewed {summary['renewed']}, failed {summary['failed']}, skipped "
+                f"{summary['skipped']}, not due {summary['not_due']}"
+            ),
+        )
+    failures = [r for r in rows if r["status"] == "failed"]
+    if failures:
+        lines = ["| id | names | error | next attempt |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['id']} | {r['names']} | {r['message']} | {r['next_attempt_at']} |"
+            for r in failures
+        ]
+        _artifact(
+            create_markdown_artifact,
+            markdown="\n".join(lines),
+            key="renew-failures",
+            description=f"{len(failures)} renewal(s) failed",
+        )
+    progress(
+        f"renew: {summary['renewed']} renewed, {summary['failed']} failed, "
+        f"{summary['skipped']} skipped, {summary['not_due']} not due"
+    )
+    return summary

@@ -1,0 +1,527 @@
+"""Prefect tasks of the ``renew`` flow: plan (select, ask ARI, check DNS mapping) and renew one
+certificate with the same steps as ``issue``.
+
+One certificate is one task run (``renew_certificate-<id>``) whose log shows every step. The
+steps are the functions of the tasks in :mod:`tasks.acme` and :mod:`tasks.certificates`, called
+through ``.fn``: the same code as ``issue``, without eleven nested task runs per certificate
+(which cost a third of the wall time of a 200-certificate run and flood the API server of a
+large inventory). A failed renewal is not retried by Prefect: it is backed off per certificate.
+
+Concurrency limits are process-local ``threading.BoundedSemaphore`` objects sized from the
+settings (``per_ca_concurrency``, ``per_dns_provider_concurrency``): they need no server-side
+setup and hold for every flow run in this process. A renewal holds its CA's slot and the slot
+of every DNS provider its names use (taken in sorted order, so two renewals never deadlock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from core import errors, renewal
+from core.accounts import endpoint_for
+from core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields, build_csr
+from core.state import renewals, repo
+from core.state.models import CAVendor
+from core.stores import CERT_FILE, PREVIOUS_DIR, CertificateStore, stores_from_settings
+from tasks.acme import (
+    add_txt_records,
+    answer_challenges,
+    await_propagation,
+    cleanup_txt_records,
+    finalize_order,
+    place_order,
+    plan_txt_records,
+)
+from tasks.certificates import (
+    check_request,
+    prepare_key_and_csr,
+    record_failure,
+    store_certificate,
+)
+from tasks.common import current_flow_run_id, db, progress, settings
+
+STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+renew_log = logging.getLogger("acmeflow.renew")
+
+_CSR_SUBJECT_FIELDS = frozenset(CSRFields.model_fields) - {"names"}
+
+
+# --- plain data passed between the flow and its tasks ----------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewalJob:
+    """One certificate to renew now (no secrets: names, CA, store and choices only)."""
+
+    certificate_id: int
+    names: list[str]
+    ca: str
+    store: str
+    folder: str
+    enrollment: str
+    key_type: str
+    reuse_key: bool
+    csr_fields: dict[str, Any]
+    replaces: str | None  # the ARI id of the certificate being replaced (RFC 9773)
+    providers: list[str]  # DNS providers the names use (for the concurrency limits)
+    renew_days: int | None
+    reason: str
+    serial: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewalOutcome:
+    """What happened to one certificate in a run."""
+
+    certificate_id: int
+    names: list[str]
+    ca: str | None
+    status: str  # renewed | failed | skipped
+    message: str
+    detail: str | None = None
+    old_serial: str | None = None
+    serial: str | None = None
+    not_after: dt.datetime | None = None
+    next_attempt_at: dt.datetime | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """A JSON-ready row for tables and ``--json``."""
+        return {
+            "id": self.certificate_id,
+            "names": ", ".join(self.names),
+            "ca": self.ca or "",
+            "status": self.status,
+            "message": self.message,
+            "detail": self.detail or "",
+            "old_serial": self.old_serial or "",
+            "serial": self.serial or "",
+            "not_after": self.not_after.isoformat() if self.not_after else "",
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else "",
+        }
+
+
+@dataclass(frozen=True)
+class RenewalPlan:
+    """The plan of a run: who renews now, who is skipped and why, how many are not due."""
+
+    jobs: list[RenewalJob]
+    skipped: list[RenewalOutcome] = field(default_factory=list)
+    not_due: int = 0
+    considered: int = 0
+    ari_checked: int = 0
+
+
+def parse_now(now: str | None) -> dt.datetime:
+    """The run's clock: ``now`` (ISO 8601; naive means UTC) or the current time."""
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(now)
+    except ValueError:
+        raise errors.ConfigError(detail=f"now must be an ISO 8601 time (got {now!r})") from None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+# --- concurrency limits ------------------------------------------------------------------------
+
+_limits: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_limits_lock = threading.Lock()
+
+
+def _semaphore(kind: str, name: str, size: int) -> threading.BoundedSemaphore:
+    with _limits_lock:
+        key = (kind, name, size)
+        if key not in _limits:
+            _limits[key] = threading.BoundedSemaphore(size)
+        return _limits[key]
+
+
+@contextlib.contextmanager
+def concurrency_slots(ca: str, providers: Sequence[str]) -> Iterator[None]:
+    """Hold one slot of the CA and one of each DNS provider (sorted: no deadlock)."""
+    conf = settings()
+    wanted = [_semaphore("ca", ca, conf.per_ca_concurrency)] + [
+        _semaphore("dns", p, conf.per_dns_provider_concurrency) for p in sorted(set(providers))
+    ]
+    taken: list[threading.BoundedSemaphore] = []
+    try:
+        for sem in wanted:
+            sem.acquire()
+            taken.append(sem)
+        yield
+    finally:
+        for sem in reversed(taken):
+            sem.release()
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def _log_outcome(outcome: RenewalOutcome) -> None:
+    text = f"{outcome.status}: certificate {outcome.certificate_id} ({', '.join(outcome.names)})"
+    if outcome.status == "renewed":
+        text += f", serial {outcome.serial}"
+    else:
+        text += f": {outcome.message}"
+    progress_level = logging.INFO if outcome.status == "renewed" else logging.WARNING
+    renew_log.log(progress_level, text)
+
+
+def _skip(
+    cand: renewals.RenewalCandidate,
+    exc: errors.AcmeflowError,
+    at: dt.datetime,
+    flow_run_id: str | None,
+) -> RenewalOutcome:
+    status = "skipped"
+    with db() as s:
+        entry = repo.log_start(
+            s,
+            kind="renew",
+            names=cand.names,
+            ca_name=cand.ca_name,
+            store=cand.store,
+            certificate_id=cand.id,
+            flow_run_id=flow_run_id,
+        )
+        repo.log_finish(
+            s, entry, status=status, message=exc.message, detail=exc.detail, root_cause=exc.code
+        )
+        renewals.record_skip(s, cand.id, exc.message, now=at)
+    outcome = RenewalOutcome(cand.id, cand.names, cand.ca_name, status, exc.message, exc.detail)
+    _log_outcome(outcome)
+    return outcome
+
+
+def _key_type(cand: renewals.RenewalCandidate) -> str:
+    return cand.key_type if cand.key_type in KEY_TYPES else DEFAULT_KEY_TYPE
+
+
+def _csr_fields(cand: renewals.RenewalCandidate) -> dict[str, Any]:
+    fields = {k: v for k, v in cand.csr_fields.items() if k in _CSR_SUBJECT_FIELDS}
+    if not fields.get("common_name") and cand.common_name in cand.names:
+        fields["common_name"] = cand.common_name
+    return fields
+
+
+def _check_ari(
+    work: list[tuple[renewals.RenewalCandidate, Any]], at: dt.datetime
+) -> dict[int, renewal.AriResult]:
+    """Ask the CAs for the ARI windows of ``work`` ((candidate, endpoint) pairs) in parallel."""
+    if not work:
+        return {}
+    workers = max(1, min(settings().max_workers, len(work)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ari") as pool:
+        futures = {
+            cand.id: pool.submit(renewal.fetch_renewal_info, endpoint, str(cand.ari_cert_id), at)
+            for cand, endpoint in work
+        }
+        return {cert_id: f.result() for cert_id, f in futures.items()}
+
+
+@task(name="plan_renewals", **STEP)  # type: ignore[call-overload]
+def plan_renewals(*, ca: str | None, certificate_ids: list[int] | None, now: str) -> RenewalPlan:
+    """Select the certificates to renew at ``now``: due ones (ARI window or ``renew_days``),
+    or exactly ``certificate_ids`` (on demand, any enrollment). Names mapped to no DNS provider,
+    or no active provider at all, skip a certificate (logged in the history)."""
+    at = parse_now(now)
+    conf = settings()
+    forced = certificate_ids is not None
+    with db() as s:
+        if forced:
+            cands = renewals.candidates_by_id(s, certificate_ids or [], ca=ca)
+            cas = {c.id: c for c in renewals.renewal_cas(s) if c.id in {x.ca_id for x in cands}}
+        else:
+            cas = {c.id: c for c in renewals.renewal_cas(s, ca)}
+        endpoints = {ca_id: endpoint_for(row, conf) for ca_id, row in cas.items()}
+        ari_cas = {ca_id for ca_id, ep in endpoints.items() if renewal.ca_offers_ari(ep)}
+        if not forced:
+            cands = renewals.due_candidates(s, now=at, cas=list(cas.values()), ari_ca_ids=ari_cas)
+        index = renewals.provider_index(s)
+        ca_rows: dict[int, CAVendor] = dict(cas)
+
+    # ARI: ask where the stored answer is stale (Retry-After passed) or missing
+    work = [
+        (c, endpoints[c.ca_id])
+        for c in cands
+        if c.ca_id in ari_cas
+        and renewal.ari_check_needed(c.ari_cert_id, c.ari_checked_at, c.ari_retry_after, at)
+    ]
+    fresh = _check_ari(work, at)
+    for result in fresh.values():
+        if result.error:
+            progress(f"ARI check failed, falling back to renew_days: {result.error}")
+
+    jobs: list[RenewalJob] = []
+    skipped: list[RenewalOutcome] = []
+    not_due = 0
+    due_times: dict[int, dt.datetime | None] = {}
+    ari_updates: list[tuple[int, renewal.AriResult, dt.datetime | None]] = []
+    flow_run_id = current_flow_run_id()
+    for cand in cands:
+        if cand.ca_id is None or cand.ca_id not in ca_rows:
+            exc = errors.CAConfigMissing(
+                detail=f"certificate {cand.id} has no active CA vendor to renew through"
+            )
+            skipped.append(_skip(cand, exc, at, flow_run_id))
+            continue
+        ca_row = ca_rows[cand.ca_id]
+        ari = fresh.get(cand.id)
+        window = ari.window if ari is not None else cand.ari_window
+        if cand.ca_id not in ari_cas:
+            window = None
+        decision = renewal.is_due(cand, ca_row, window, at)
+        if ari is not None:
+            ari_updates.append((cand.id, ari, decision.due_at))
+        else:
+            due_times[cand.id] = decision.due_at
+        if not decision.due and not forced:
+            not_due += 1
+            continue
+        try:
+            providers = index.providers_for(cand.names)
+        except errors.AcmeflowError as exc:
+            skipped.append(_skip(cand, exc, at, flow_run_id))
+            continue
+        jobs.append(
+            RenewalJob(
+                certificate_id=cand.id,
+                names=cand.names,
+                ca=ca_row.name,
+                store=cand.store,
+                folder=cand.folder,
+                enrollment=cand.enrollment,
+                key_type=_key_type(cand),
+                reuse_key=cand.reuse_key,
+                csr_fields=_csr_fields(cand),
+                # `replaces` only when this CA answered ARI for the certificate: it knows it
+                replaces=cand.ari_cert_id if window is not None else None,
+                providers=sorted(set(providers.values())),
+                renew_days=ca_row.renew_days,
+                reason="renewal requested" if forced and not decision.due else decision.reason,
+                serial=None,
+            )
+        )
+    with db() as s:
+        for cert_id, result, due_at in ari_updates:
+            renewals.record_ari(s, cert_id, result, renewal_due_at=due_at)
+        renewals.record_due(s, due_times)
+        serials = {j.certificate_id: repo.get_certificate(s, j.certificate_id).serial for j in jobs}
+    jobs = [RenewalJob(**{**j.__dict__, "serial": serials.get(j.certificate_id)}) for j in jobs]
+    progress(
+        f"renewal plan: {len(jobs)} due, {len(skipped)} skipped, {not_due} not due yet "
+        f"({len(cands)} considered, {len(fresh)} ARI check(s))"
+    )
+    return RenewalPlan(
+        jobs=jobs, skipped=skipped, not_due=not_due, considered=len(cands), ari_checked=len(fresh)
+    )
+
+
+# --- one renewal -------------------------------------------------------------------------------
+
+
+def _managed_folder(target: CertificateStore, folder: str) -> Path | None:
+    """The acmeflow folder a certificate lives in, or ``None`` for a loose file."""
+    path = Path(folder)
+    if path.name == CERT_FILE:
+        path = path.parent
+    if path.is_dir() and path.parent.resolve() == target.root.resolve():
+        return path
+    return None
+
+
+def prepare_renewal_csr(
+    *, store: str, folder: str, names: list[str], csr_fields: dict[str, Any]
+) -> bytes:
+    """A CSR signed by the certificate's current key (``reuse_key``); the key stays on disk."""
+    target = stores_from_settings(settings())[store]
+    managed = _managed_folder(target, folder)
+    if managed is None:
+        raise errors.InvalidKey(
+            detail=f"{folder}: the certificate is set to reuse its key, but no privkey.pem is "
+            "stored with it"
+        )
+    key_path = target.read(managed).privkey
+    try:
+        key_pem = key_path.read_bytes()
+    except FileNotFoundError:
+        raise errors.InvalidKey(detail=f"no private key to reuse in {managed}") from None
+    progress("reusing the certificate's key")
+    return build_csr(key_pem, CSRFields(**{**csr_fields, "names": names}))
+
+
+def _place_folder(job: RenewalJob, target: CertificateStore) -> tuple[Path, Path | None]:
+    """The folder the renewed set goes to, and the loose file it replaces (if any).
+
+    A certificate the scan found in acmeflow's layout renews in its folder; a loose file
+    (placed by hand) moves into a new acmeflow folder of the same store on its first renewal.
+    """
+    managed = _managed_folder(target, job.folder)
+    if managed is not None:
+        return managed, None
+    return target.folder_for(job.names), Path(job.folder)
+
+
+def _adopt_loose_file(target_folder: Path, loose: Path, serial: str | None) -> None:
+    """Keep a replaced loose certificate file as a previous version of its new folder."""
+    if not loose.is_file():
+        return
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    dest = target_folder / PREVIOUS_DIR / f"{stamp}-{serial or 'unknown'}-adopted"
+    dest.mkdir(parents=True, mode=0o700)
+    shutil.move(str(loose), dest / loose.name)
+
+
+def _serial_and_expiry(certificate_id: int) -> tuple[str | None, dt.datetime | None]:
+    with db() as s:
+        cert = repo.get_certificate(s, certificate_id)
+        return cert.serial, cert.not_after
+
+
+@task(name="renew_certificate", task_run_name="renew_certificate-{job.certificate_id}", **STEP)  # type: ignore[call-overload]
+def renew_certificate(job: RenewalJob, now: str) -> RenewalOutcome:
+    """Renew one certificate: same names, CSR fields, store, enrollment; a new key unless it
+    reuses its key; ``replaces`` sent when the CA knows the old certificate (ARI).
+
+    The certificate in service is replaced only by ``store_certificate``, after the CA issued
+    the new one. A failure is logged, counted and backed off, then raised (this task fails,
+    the other renewals of the run go on).
+    """
+    at = parse_now(now)
+    request_id = uuid.uuid4().hex
+    log_id: int | None = None
+    with concurrency_slots(job.ca, job.providers):
+        try:
+            checked = check_request.fn(
+                kind="renew",
+                ca=job.ca,
+                names=job.names,
+                store=job.store,
+                certificate_id=job.certificate_id,
+                allow_duplicate=True,
+            )
+            log_id = checked.log_id
+            target = stores_from_settings(settings())[job.store]
+            folder, loose = _place_folder(job, target)
+            if job.reuse_key:
+                csr = prepare_renewal_csr(
+                    store=job.store,
+                    folder=job.folder,
+                    names=checked.names,
+                    csr_fields=job.csr_fields,
+                )
+            else:
+                csr = prepare_key_and_csr.fn(
+                    request_id=request_id,
+                    store=job.store,
+                    names=checked.names,
+                    key_type=job.key_type,
+                    csr_fields=job.csr_fields,
+                    csr_pem=None,
+                    key_staged=False,
+                )
+            order, challenges = place_order.fn(job.ca, csr, replaces=job.replaces)
+            records: list[Any] = []
+            try:
+                records = plan_txt_records.fn(challenges)
+                add_txt_records.fn(records)
+                await_propagation.fn(records)
+                answer_challenges.fn(job.ca, challenges)
+                issued = finalize_order.fn(job.ca, order)
+            finally:
+                cleanup_txt_records.fn(records)
+            if str(folder) != job.folder:
+                with db() as s:
+                    renewals.set_folder(s, job.certificate_id, str(folder))
+            try:
+                store_certificate.fn(
+                    request_id=None if job.reuse_key else request_id,
+                    log_id=log_id,
+                    ca=job.ca,
+                    store=job.store,
+                    names=checked.names,
+                    issued=issued,
+                    enrollment=job.enrollment,
+                    csr_fields=job.csr_fields,
+                    reuse_key=job.reuse_key,
+                    certificate_id=job.certificate_id,
+                )
+            except BaseException:
+                if str(folder) != job.folder:
+                    with db() as s:
+                        renewals.set_folder(s, job.certificate_id, job.folder)
+                raise
+            if loose is not None:
+                _adopt_loose_file(folder, loose, job.serial)
+        except BaseException as exc:
+            if log_id is not None:
+                record_failure.fn(log_id, exc, store=job.store, request_id=request_id)
+            else:
+                stores_from_settings(settings())[job.store].discard_staging_key(request_id)
+            message = (
+                exc.message
+                if isinstance(exc, errors.AcmeflowError)
+                else f"Unexpected failure: {type(exc).__name__}"
+            )
+            retry_after = getattr(exc, "retry_after", None)
+            with db() as s:
+                next_at = renewals.record_failure(
+                    s, job.certificate_id, message, now=at, retry_after=retry_after
+                )
+            renew_log.warning(
+                "failed: certificate %s (%s): %s; next attempt after %s",
+                job.certificate_id,
+                ", ".join(job.names),
+                message,
+                f"{next_at:%Y-%m-%d %H:%M}" if next_at else "?",
+            )
+            raise
+    with db() as s:
+        renewals.record_success(s, job.certificate_id, now=at, renew_days=job.renew_days)
+    serial, not_after = _serial_and_expiry(job.certificate_id)
+    outcome = RenewalOutcome(
+        certificate_id=job.certificate_id,
+        names=job.names,
+        ca=job.ca,
+        status="renewed",
+        message=job.reason,
+        old_serial=job.serial,
+        serial=serial,
+        not_after=not_after,
+    )
+    _log_outcome(outcome)
+    return outcome
+
+
+def failed_outcome(job: RenewalJob, exc: BaseException) -> RenewalOutcome:
+    """The outcome of a renewal whose task failed with ``exc`` (next attempt from the row)."""
+    with db() as s:
+        cert = repo.get_certificate(s, job.certificate_id)
+        next_at = cert.next_attempt_at
+    if isinstance(exc, errors.AcmeflowError):
+        message, detail = exc.message, exc.detail
+    else:
+        message, detail = "Unexpected failure.", f"{type(exc).__name__}: {exc}"
+    return RenewalOutcome(
+        certificate_id=job.certificate_id,
+        names=job.names,
+        ca=job.ca,
+        status="failed",
+        message=message,
+        detail=detail,
+        old_serial=job.serial,
+        next_attempt_at=next_at,
+    )
