@@ -28,8 +28,11 @@ from . import (
     cli_deploy,
     cli_dns,
     cli_logs,
+    cli_renew,
     cli_sandbox,
+    cli_scan,
     cli_schedules,
+    cli_sweep,
     cli_targets,
 )
 from .cli_certs import cert_dict, print_cert
@@ -53,10 +56,13 @@ app.add_typer(cli_dns.app, name="dns")
 app.add_typer(cli_sandbox.app, name="sandbox")
 app.add_typer(cli_certs.app, name="certs")
 app.command("logs")(cli_logs.logs)
+app.command("scan")(cli_scan.scan)
+app.command("renew")(cli_renew.renew)
 app.add_typer(cli_targets.app, name="targets")
 app.command("deploy")(cli_deploy.deploy)
 app.add_typer(cli_schedules.app, name="schedules")
 app.command("serve")(cli_schedules.serve)
+app.command("sweep")(cli_sweep.sweep)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from core.schedule_policy import (
+    DEPLOY_PENDING_INTERVAL,
     SCAN_INTERVAL,
     SWEEP_INTERVAL,
     Cadence,
@@ -82,8 +83,15 @@ class FlowSpec:
 
 
 FLOW_SPECS: dict[str, FlowSpec] = {
-    key: FlowSpec(key=key, module=f"flows.{key}", function=key)
-    for key in ("issue", "renew", "deploy", "scan", "sweep")
+    key: FlowSpec(key=key, module=f"flows.{module}", function=key)
+    for key, module in (
+        ("issue", "issue"),
+        ("renew", "renew"),
+        ("deploy", "deploy"),
+        ("deploy_pending", "deploy"),
+        ("scan", "scan"),
+        ("sweep", "sweep"),
+    )
 }
 
 FlowLoader = Callable[[str], "Flow[Any, Any]"]
@@ -126,6 +134,13 @@ STATIC_DEPLOYMENTS: tuple[StaticDeployment, ...] = (
         "daily",
         SWEEP_INTERVAL,
         "Remove stale _acme-challenge TXT values left behind by interrupted runs, once a day.",
+    ),
+    StaticDeployment(
+        "deploy_pending",
+        "hourly",
+        DEPLOY_PENDING_INTERVAL,
+        "Deploy zero-touch certificates to bound targets that missed them (a target that was "
+        "down catches up within the hour) (F7).",
     ),
     StaticDeployment(
         "issue",

@@ -42,6 +42,7 @@ LIFETIME_FRACTION = 3  # the window is at most the last third of a certificate's
 NICE_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # the divisors of a day
 SCAN_INTERVAL = DAY
 SWEEP_INTERVAL = DAY
+DEPLOY_PENDING_INTERVAL = HOUR
 ANCHOR_EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 LifetimeSource = Literal["certificates", "preset", "unknown"]

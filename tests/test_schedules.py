@@ -204,12 +204,18 @@ def standin_deploy(certificate_ids: list[int] | None = None) -> int:
     return 0
 
 
+@flow(name="standin-deploy-pending")
+def standin_deploy_pending() -> int:
+    return 0
+
+
 STANDINS: dict[str, Flow[Any, Any]] = {
     "renew": standin_renew,
     "scan": standin_scan,
     "sweep": standin_sweep,
     "issue": standin_issue,
     "deploy": standin_deploy,
+    "deploy_pending": standin_deploy_pending,
 }
 
 
@@ -237,9 +243,11 @@ def test_sync_with_every_flow_present(prefect_harness: None) -> None:
         "standin-issue/ad-hoc",
         "standin-renew/ad-hoc",
         "standin-deploy/ad-hoc",
+        "standin-deploy-pending/hourly",
     } <= set(report.created)
     assert intervals(read_deployment("standin-sweep/daily")) == [D]
     assert intervals(read_deployment("standin-scan/daily")) == [D]
+    assert intervals(read_deployment("standin-deploy-pending/hourly")) == [H]
     assert intervals(read_deployment("standin-renew/renew-le")) == [D]
     assert intervals(read_deployment("standin-renew/renew-le-short")) == [6 * H]
     scheduled = read_deployment("standin-renew/renew-le-short")
