@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from pathlib import Path
@@ -41,6 +40,7 @@ from .output import (
     console,
     database,
     print_json,
+    progress_lines,
     read_secret_ref,
 )
 
@@ -65,19 +65,6 @@ app.command("serve")(cli_schedules.serve)
 app.command("sweep")(cli_sweep.sweep)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-
-class _ProgressPrinter(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        console.print(f"[green]✓[/] {record.getMessage()}", soft_wrap=True)
-
-
-def _show_progress() -> None:
-    logger = logging.getLogger("acmeflow.progress")
-    logger.setLevel(logging.INFO)
-    if not any(isinstance(h, _ProgressPrinter) for h in logger.handlers):
-        logger.addHandler(_ProgressPrinter())
-    logger.propagate = False
 
 
 def _stage_upload(store: str, key: Path | None, passphrase: str | None) -> str | None:
@@ -178,19 +165,18 @@ def issue(
         load_csr(csr_bytes, stored_key)  # the key must match before anything is ordered
     from flows.issue import issue as issue_flow
 
-    if not as_json:
-        _show_progress()
-    cert_id = issue_flow(
-        ca=ca,
-        names=names,
-        key_type=cast(KeyType, key_type),
-        store=cast(StoreKind, store),
-        auto_renew=auto_renew,
-        csr_fields=fields or None,
-        csr_pem=csr_pem,
-        request_id=request_id,
-        targets=targets,
-    )
+    with progress_lines("acmeflow.progress", "acmeflow.deploy", enabled=not as_json):
+        cert_id = issue_flow(
+            ca=ca,
+            names=names,
+            key_type=cast(KeyType, key_type),
+            store=cast(StoreKind, store),
+            auto_renew=auto_renew,
+            csr_fields=fields or None,
+            csr_pem=csr_pem,
+            request_id=request_id,
+            targets=targets,
+        )
     with database() as s:
         shown = cert_dict(repo.get_certificate(s, cert_id))
     shown["deployments"] = cli_deploy.deployments_of(cert_id)

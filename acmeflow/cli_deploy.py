@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
@@ -10,29 +9,9 @@ import typer
 from core import errors
 from core.state import repo, targets
 
-from .output import catalog_errors, console, database, print_json, table
+from .output import catalog_errors, console, database, print_json, progress_lines, table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-
-class _DeployPrinter(logging.Handler):
-    """Prints one line per deployment as it finishes or retries."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        mark = "[green]✓[/]" if record.levelno <= logging.INFO else "[yellow]![/]"
-        console.print(f"{mark} {record.getMessage()}", soft_wrap=True, markup=True)
-
-
-def show_deploy_progress(enabled: bool = True) -> None:
-    """Print deployment progress (logger ``acmeflow.deploy``) on the console, or stop
-    printing it (``--json`` output must stay pure JSON)."""
-    logger = logging.getLogger("acmeflow.deploy")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in [h for h in logger.handlers if isinstance(h, _DeployPrinter)]:
-        logger.removeHandler(handler)
-    if enabled:
-        logger.addHandler(_DeployPrinter())
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -100,11 +79,11 @@ def deploy(
     from flows.deploy import deploy as deploy_flow
     from flows.deploy import deploy_pending, summary_of
 
-    show_deploy_progress(not as_json)
-    if certificate_id is not None:
-        state = deploy_flow(certificate_id=certificate_id, target=target, return_state=True)
-    else:
-        state = deploy_pending(return_state=True)
+    with progress_lines("acmeflow.deploy", enabled=not as_json):
+        if certificate_id is not None:
+            state = deploy_flow(certificate_id=certificate_id, target=target, return_state=True)
+        else:
+            state = deploy_pending(return_state=True)
     summary = summary_of(state)
     if as_json:
         print_json(summary)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
@@ -10,34 +9,9 @@ import typer
 from core import errors
 from core.state import renewals
 
-from .output import catalog_errors, console, database, print_json, table
+from .output import catalog_errors, console, database, print_json, progress_lines, table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-
-class _OutcomePrinter(logging.Handler):
-    """Prints one line per certificate as its renewal finishes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.done = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.done += 1
-        mark = "[green]✓[/]" if record.levelno <= logging.INFO else "[red]✗[/]"
-        console.print(f"{mark} [{self.done}] {record.getMessage()}", soft_wrap=True, markup=True)
-
-
-def _printer() -> _OutcomePrinter:
-    logger = logging.getLogger("acmeflow.renew")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        if isinstance(handler, _OutcomePrinter):
-            logger.removeHandler(handler)
-    printer = _OutcomePrinter()
-    logger.addHandler(printer)
-    return printer
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -112,7 +86,6 @@ def renew(
     from flows.renew import renew as renew_flow
 
     if not as_json:
-        _printer()
         console.print(
             "Renewing: "
             + (
@@ -121,7 +94,14 @@ def renew(
                 else "due certificates" + (f" of {ca}" if ca else "")
             )
         )
-    summary = renew_flow(ca=ca, certificate_ids=ids or None, now=at)
+    with progress_lines(
+        "acmeflow.renew",
+        "acmeflow.deploy",
+        enabled=not as_json,
+        counted=True,
+        problem_mark="[red]✗[/]",
+    ):
+        summary = renew_flow(ca=ca, certificate_ids=ids or None, now=at)
     if as_json:
         print_json(summary)
     else:

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,48 @@ def database() -> Iterator[Session]:
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
         yield s
+
+
+class _ConsoleLines(logging.Handler):
+    """Prints each log record as one console line: ✓ for progress, a mark for problems."""
+
+    def __init__(self, *, counted: bool, problem_mark: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.counted = counted
+        self.problem_mark = problem_mark
+        self.done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.done += 1
+        mark = "[green]✓[/]" if record.levelno <= logging.INFO else self.problem_mark
+        count = f"[{self.done}] " if self.counted else ""
+        console.print(f"{mark} {count}{record.getMessage()}", soft_wrap=True, markup=True)
+
+
+@contextmanager
+def progress_lines(
+    *loggers: str, enabled: bool = True, counted: bool = False, problem_mark: str = "[yellow]![/]"
+) -> Iterator[None]:
+    """While a command runs its flow, print what these loggers report, one line each.
+
+    Off for ``--json`` (the output stays pure JSON); the loggers are restored afterwards.
+    """
+    if not enabled:
+        yield
+        return
+    handler = _ConsoleLines(counted=counted, problem_mark=problem_mark)
+    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in loggers]
+    for logger, _level in saved:
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = True
 
 
 def read_secret_ref(ref: str, what: str) -> str:
