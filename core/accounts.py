@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -76,17 +77,36 @@ def register_account(
     return account.url
 
 
+_thread_sessions = threading.local()
+
+
 def open_session(s: Session, ca_name: str, settings: Settings) -> AcmeSession:
-    """An ACME session for the named CA vendor's stored account (registering if needed)."""
+    """An ACME session for the named CA vendor's stored account (registering if needed).
+
+    Sessions are reused within a thread while the CA vendor and its account are unchanged, so
+    the steps of one order (and the orders of one worker thread) share nonces and connections
+    instead of decrypting the key and fetching a fresh nonce for every step.
+    """
     ca = repo.get_ca(s, ca_name)
     account = repo.get_account(s, ca)
     if account is None or account.directory_url != ca.directory_url:
         register_account(s, ca, settings)
         account = repo.get_account(s, ca)
         assert account is not None
-    return AcmeSession(
+    cache: dict[tuple[str, int], tuple[object, AcmeSession]] = getattr(
+        _thread_sessions, "by_ca", {}
+    )
+    _thread_sessions.by_ca = cache
+    slot = (settings.resolved_database_url, ca.id)
+    version = (ca.updated_at, account.account_url, settings.acme_poll_interval)
+    cached = cache.get(slot)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    session = AcmeSession(
         endpoint_for(ca, settings),
         repo.account_key_pem(account),
         account_url=account.account_url,
         poll_interval=settings.acme_poll_interval,
     )
+    cache[slot] = (version, session)
+    return session

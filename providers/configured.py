@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
@@ -11,10 +13,32 @@ from core.state import repo
 from core.state.models import DNSProviderConfig
 from providers.dns.registry import build_provider
 
+_thread_providers = threading.local()
+
 
 def dns_provider_from_config(config: DNSProviderConfig) -> DNSProvider:
-    """A ready provider for one configured DNS provider (its secrets resolved in memory)."""
-    return build_provider(config.type, dict(config.settings or {}), repo.provider_secrets(config))
+    """A ready provider for one configured DNS provider (its secrets resolved in memory).
+
+    Built adapters are reused within a thread until the configuration or a resolved secret
+    (a rotated ``file:``/``env:`` reference) changes.
+    """
+    cache: dict[tuple[int, str], tuple[object, DNSProvider]] = getattr(
+        _thread_providers, "by_id", {}
+    )
+    _thread_providers.by_id = cache
+    secrets = repo.provider_secrets(config)  # resolved each time: rotated files/env apply
+    slot = (config.id, config.name)
+    version = (
+        config.updated_at,
+        config.type,
+        hashlib.sha256(repr(sorted(secrets.items())).encode()).digest(),
+    )
+    cached = cache.get(slot)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    provider = build_provider(config.type, dict(config.settings or {}), secrets)
+    cache[slot] = (version, provider)
+    return provider
 
 
 class ConfiguredProviders:
