@@ -7,6 +7,7 @@ group ``acmeflow.dns_providers`` (each entry point's value is a :class:`Provider
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -42,8 +43,13 @@ def _plugin_types() -> list[ProviderType]:
     return found
 
 
+@functools.cache
 def provider_types() -> list[ProviderType]:
-    """Every provider type: built-ins first, then plugins (the first of a name wins)."""
+    """Every provider type: built-ins first, then plugins (the first of a name wins).
+
+    Read once per process (entry points are scanned then); ``provider_types.cache_clear()``
+    after installing a plugin at run time.
+    """
     result: dict[str, ProviderType] = {}
     for ptype in [*catalog(), *_plugin_types()]:
         existing = result.get(ptype.name)
