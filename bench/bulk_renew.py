@@ -163,13 +163,18 @@ def child_renew(at: str) -> None:
 
     imported = time.perf_counter() - started
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     summary = renew(now=at)
     elapsed = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kb = usage.ru_maxrss
     print(
         json.dumps(
             {
                 "flow_seconds": round(elapsed, 3),
+                "flow_cpu_seconds": round(
+                    usage.ru_utime - cpu_before.ru_utime + usage.ru_stime - cpu_before.ru_stime, 3
+                ),
                 "import_seconds": round(imported, 3),
                 "peak_rss_mb": round(peak_kb / 1024, 1),
                 "renewed": summary["renewed"],

@@ -222,8 +222,8 @@ def test_plugins_are_listed_and_broken_ones_tolerated(
         EntryPoint("rfc2136", "providers.dns.rfc2136:PROVIDER", registry.ENTRY_POINT_GROUP),
     ]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps)
-    provider_types.cache_clear()
-    request.addfinalizer(provider_types.cache_clear)  # the next test sees the real plugins
+    registry.reset_provider_types()
+    request.addfinalizer(registry.reset_provider_types)  # the next test sees the real plugins
     with caplog.at_level(logging.WARNING):
         types_ = provider_types()
     assert get_provider_type("Example DNS").name == "exampledns"

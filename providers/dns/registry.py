@@ -10,6 +10,7 @@ import difflib
 import functools
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
@@ -43,13 +44,27 @@ def _plugin_types() -> list[ProviderType]:
     return found
 
 
-@functools.cache
+_types_lock = threading.Lock()
+
+
 def provider_types() -> list[ProviderType]:
     """Every provider type: built-ins first, then plugins (the first of a name wins).
 
-    Read once per process (entry points are scanned then); ``provider_types.cache_clear()``
-    after installing a plugin at run time.
+    Built once per process, under a lock so that worker threads starting together do not
+    each build it; call :func:`reset_provider_types` after installing a plugin at run time.
     """
+    with _types_lock:
+        return list(_provider_types())
+
+
+def reset_provider_types() -> None:
+    """Forget the built list, so the next call scans the entry points again."""
+    with _types_lock:
+        _provider_types.cache_clear()
+
+
+@functools.cache
+def _provider_types() -> tuple[ProviderType, ...]:
     result: dict[str, ProviderType] = {}
     for ptype in [*catalog(), *_plugin_types()]:
         existing = result.get(ptype.name)
@@ -57,7 +72,7 @@ def provider_types() -> list[ProviderType]:
             result[ptype.name] = ptype
         elif existing is not ptype and existing != ptype:
             LOGGER.warning("DNS provider type %r is defined twice; keeping the first", ptype.name)
-    return list(result.values())
+    return tuple(result.values())
 
 
 def get_provider_type(name: str, *, require_supported: bool = False) -> ProviderType:
