@@ -26,14 +26,14 @@ import os
 import secrets as _stdlib_secrets
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from config.settings import Settings, get_settings
-from core.errors import SecretError
+from core.errors import ConfigError, SecretError
 
 ENV_PREFIX = "env:"
 FILE_PREFIX = "file:"
@@ -281,6 +281,34 @@ def unseal(
     if is_ref(stored):  # references need no key: do not create a key file to resolve one
         return resolve_ref(stored, block_resolver=block_resolver)
     return (box or default_box()).unseal(stored, block_resolver=block_resolver)
+
+
+def seal_all(secrets: Mapping[str, str], *, box: SecretBox | None = None) -> dict[str, str]:
+    """Stored form of a named set of secrets (credentials of a provider or target).
+
+    Names must be non-empty strings and values non-empty strings or references, else
+    :class:`ConfigError` (naming the secret, never its value).
+    """
+    sealed: dict[str, str] = {}
+    for key, value in secrets.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(detail="secret names must be non-empty strings")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(detail=f"secret {key!r} must be a non-empty string or reference")
+        sealed[key] = seal(value, box=box)
+    return sealed
+
+
+def unseal_all(
+    stored: Mapping[str, str],
+    *,
+    box: SecretBox | None = None,
+    block_resolver: BlockResolver | None = None,
+) -> dict[str, str]:
+    """The secrets behind a stored set (for adapters only: never print them)."""
+    return {
+        key: unseal(value, box=box, block_resolver=block_resolver) for key, value in stored.items()
+    }
 
 
 def describe_sealed(stored: str | None) -> str:

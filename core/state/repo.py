@@ -28,7 +28,7 @@ from core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from core.secrets import BlockResolver, SecretBox, default_box, unseal
+from core.secrets import BlockResolver, SecretBox, default_box, seal_all, unseal_all
 from core.state.models import (
     CERT_SOURCES,
     CERT_STATUSES,
@@ -418,17 +418,6 @@ def _find_provider(s: Session, name: str) -> DNSProviderConfig | None:
     return s.scalars(select(DNSProviderConfig).where(DNSProviderConfig.name == name)).one_or_none()
 
 
-def _seal_all(secrets: Mapping[str, str], box: SecretBox | None) -> dict[str, str]:
-    sealed: dict[str, str] = {}
-    for key, value in secrets.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(detail="secret names must be non-empty strings")
-        if not isinstance(value, str):
-            raise ConfigError(detail=f"secret {key!r} must be a string or a reference")
-        sealed[key] = _box(box).seal(value)
-    return sealed
-
-
 def add_dns_provider(
     s: Session,
     *,
@@ -443,7 +432,7 @@ def add_dns_provider(
     _validate_name(name, "DNS provider")
     if not type or not type.strip():
         raise ConfigError(detail="a DNS provider type is required")
-    sealed = _seal_all(secrets or {}, box)
+    sealed = seal_all(secrets or {}, box=_box(box))
     if _find_provider(s, name) is not None:
         raise ConfigError(detail=f"a DNS provider named {name!r} already exists")
     provider = DNSProviderConfig(
@@ -491,7 +480,7 @@ def update_dns_provider(
     new_secrets = None
     if secrets is not None:
         to_seal = {k: v for k, v in secrets.items() if v is not None}
-        sealed = _seal_all(to_seal, box)
+        sealed = seal_all(to_seal, box=_box(box))
         new_secrets = {} if replace else dict(provider.secrets)
         for key, value in secrets.items():
             if value is None:
@@ -561,10 +550,7 @@ def provider_secrets(
     block_resolver: BlockResolver | None = None,
 ) -> dict[str, str]:
     """The provider's secrets, unsealed (for the adapter layer only: never print them)."""
-    return {
-        key: unseal(stored, box=box, block_resolver=block_resolver)
-        for key, stored in provider.secrets.items()
-    }
+    return unseal_all(provider.secrets, box=box, block_resolver=block_resolver)
 
 
 def map_domains(s: Session, provider_name: str, domains: Iterable[str]) -> list[str]:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.errors import ConfigError, NotFound
-from core.secrets import BlockResolver, SecretBox, default_box, unseal
+from core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
 from core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
 
 _MAX_ERROR = 4000
@@ -29,17 +29,6 @@ def _validate_name(name: str) -> str:
     if name != name.strip() or len(name) > 100 or any(c in name for c in "\r\n\t"):
         raise ConfigError(detail=f"invalid deploy target name {name!r} (1-100 characters)")
     return name
-
-
-def _seal_all(secrets: Mapping[str, str], box: SecretBox | None) -> dict[str, str]:
-    sealed: dict[str, str] = {}
-    for key, value in secrets.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(detail="secret names must be non-empty strings")
-        if not isinstance(value, str) or not value:
-            raise ConfigError(detail=f"secret {key!r} must be a non-empty string or reference")
-        sealed[key] = (box or default_box()).seal(value)
-    return sealed
 
 
 def _clean_settings(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -94,7 +83,7 @@ def add_target(
     if not type or not type.strip():
         raise ConfigError(detail="a deploy target type is required")
     cleaned = _clean_settings(settings or {})
-    sealed = _seal_all(secrets or {}, box)
+    sealed = seal_all(secrets or {}, box=box)
     if find_target(s, name) is not None:
         raise ConfigError(detail=f"a deploy target named {name!r} already exists")
     target = DeployTargetConfig(
@@ -131,7 +120,7 @@ def update_target(
         new_settings.update(_clean_settings({k: v for k, v in settings.items() if v is not None}))
     new_secrets: dict[str, str] | None = None
     if secrets is not None:
-        sealed = _seal_all({k: v for k, v in secrets.items() if v is not None}, box)
+        sealed = seal_all({k: v for k, v in secrets.items() if v is not None}, box=box)
         new_secrets = dict(target.secrets)
         for key, value in secrets.items():
             if value is None:
@@ -165,10 +154,7 @@ def target_secrets(
     block_resolver: BlockResolver | None = None,
 ) -> dict[str, str]:
     """The target's secrets, unsealed (for the adapter layer only: never print them)."""
-    return {
-        key: unseal(stored, box=box, block_resolver=block_resolver)
-        for key, stored in target.secrets.items()
-    }
+    return unseal_all(target.secrets, box=box, block_resolver=block_resolver)
 
 
 # --- bindings ----------------------------------------------------------------------------------
