@@ -9,9 +9,7 @@ are deployed at once, certificate-store ones wait for ``acmeflow deploy``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -21,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from core import errors
 from core.errors import mask_secrets
-from tasks.common import progress, retry_if_retryable, settings
+from tasks.common import progress, publish_artifact, retry_if_retryable, settings
 from tasks.deploy import (
     DeployJob,
     DeployPlan,
@@ -34,18 +32,7 @@ from tasks.deploy import (
     retry_policy,
 )
 
-log = logging.getLogger(__name__)
 STATUSES = ("deployed", "unchanged", "failed", "skipped")
-
-
-def _artifact(create: Any, *args: Any, **kwargs: Any) -> UUID | None:
-    """Artifacts are for the UI: a failure to write one never fails the run."""
-    try:
-        result: UUID = create(*args, **kwargs)
-        return result
-    except Exception as exc:  # the UI is best effort
-        log.warning("could not write a Prefect artifact: %s", exc)
-        return None
 
 
 def run_deployments(plan: DeployPlan) -> list[DeployResult]:
@@ -85,7 +72,7 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
     summary = summarize(results)
     rows = summary["results"]
     if rows:
-        _artifact(
+        publish_artifact(
             create_table_artifact,
             table=rows,
             key="deploy-summary",
@@ -98,7 +85,7 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
             f"| {r['certificate_id']} | {r['target']} | {r['message']} {r['detail']} |"
             for r in failed
         ]
-        _artifact(
+        publish_artifact(
             create_markdown_artifact,
             markdown="\n".join(lines).replace("\n\n", "\n"),
             key="deploy-failures",

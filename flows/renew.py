@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
-from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import (
@@ -18,7 +16,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.deploy import deploy_after_store
-from tasks.common import progress, settings
+from tasks.common import progress, publish_artifact, settings
 from tasks.renew import (
     RenewalJob,
     RenewalOutcome,
@@ -28,18 +26,7 @@ from tasks.renew import (
     renew_certificate,
 )
 
-log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
-
-
-def _artifact(create: Any, *args: Any, **kwargs: Any) -> UUID | None:
-    """Artifacts are for the UI: a failure to write one never fails the run."""
-    try:
-        result: UUID = create(*args, **kwargs)
-        return result
-    except Exception as exc:  # the UI is best effort
-        log.warning("could not write a Prefect artifact: %s", exc)
-        return None
 
 
 def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> dict[str, Any]:
@@ -71,7 +58,7 @@ def renew(
     plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
     outcomes: list[RenewalOutcome] = list(plan.skipped)
     total = len(plan.jobs)
-    progress_id = _artifact(
+    progress_id = publish_artifact(
         create_progress_artifact,
         progress=0.0 if total else 100.0,
         key="renew-progress",
@@ -96,7 +83,7 @@ def renew(
                     done == total or time.monotonic() - last_update >= PROGRESS_EVERY
                 ):
                     last_update = time.monotonic()
-                    _artifact(
+                    publish_artifact(
                         update_progress_artifact,
                         artifact_id=progress_id,
                         progress=100.0 * done / total,
@@ -109,7 +96,7 @@ def renew(
     summary = _summary(outcomes, plan.not_due, plan.considered)
     rows = summary["results"]
     if rows:
-        _artifact(
+        publish_artifact(
             create_table_artifact,
             table=rows,
             key="renew-summary",
@@ -125,7 +112,7 @@ def renew(
             f"| {r['id']} | {r['names']} | {r['message']} | {r['next_attempt_at']} |"
             for r in failures
         ]
-        _artifact(
+        publish_artifact(
             create_markdown_artifact,
             markdown="\n".join(lines),
             key="renew-failures",

@@ -8,31 +8,17 @@ values it sees at mapped domains that acmeflow did not write.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.common import progress, settings
+from tasks.common import progress, publish_artifact, settings
 from tasks.sweep import ProviderJob, ProviderSweep, failed_sweep, plan_sweep, sweep_provider
 
-log = logging.getLogger(__name__)
-
 DEFAULT_GRACE_SECONDS = 3600.0
-
-
-def _artifact(create: Any, *args: Any, **kwargs: Any) -> UUID | None:
-    """Artifacts are for the UI: a failure to write one never fails the run."""
-    try:
-        result: UUID = create(*args, **kwargs)
-        return result
-    except Exception as exc:  # the UI is best effort
-        log.warning("could not write a Prefect artifact: %s", exc)
-        return None
 
 
 def _artifacts(results: list[ProviderSweep]) -> None:
@@ -51,7 +37,7 @@ def _artifacts(results: list[ProviderSweep]) -> None:
             for e in r.unjournaled
         ]
     if rows:
-        _artifact(
+        publish_artifact(
             create_table_artifact,
             table=rows,
             key="sweep-summary",
@@ -63,7 +49,7 @@ def _artifacts(results: list[ProviderSweep]) -> None:
         lines = ["| provider | record | error |", "|---|---|---|"]
         lines += [f"| {p} | {e['fqdn']} | {e['error']} |" for p, e in failed]
         lines += [f"| {p} | | {text} |" for p, text in problems]
-        _artifact(
+        publish_artifact(
             create_markdown_artifact,
             markdown="\n".join(lines),
             key="sweep-failures",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
@@ -43,6 +44,17 @@ def current_flow_run_id() -> str | None:
     """The id of the flow run we are in, for the history."""
     run_id = flow_run.get_id()
     return str(run_id) if run_id else None
+
+
+def publish_artifact(create: Callable[..., Any], *args: Any, **kwargs: Any) -> UUID | None:
+    """Write a Prefect artifact (``create_table_artifact``, ...): artifacts are for the UI, so
+    a failure to write one is logged and never fails the run."""
+    try:
+        result: UUID = create(*args, **kwargs)
+        return result
+    except Exception as exc:  # the UI is best effort
+        logging.getLogger(__name__).warning("could not write a Prefect artifact: %s", exc)
+        return None
 
 
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
