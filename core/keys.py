@@ -6,12 +6,9 @@ P-256, P-384 or P-521. Errors never contain key material or passphrases.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
 from cryptography import x509
@@ -38,7 +35,6 @@ __all__ = [
     "load_private_key",
     "private_key_pem",
     "public_key_der",
-    "write_private_key",
 ]
 
 KeyType = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
@@ -225,44 +221,6 @@ def public_key_der(key: Any) -> bytes:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return data
-
-
-def write_private_key(path: Path, pem: bytes) -> None:
-    """Write a key atomically with mode 0600 (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp_name = -1, ""
-    for _ in range(100):
-        tmp_name = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
-        try:
-            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            break
-        except FileExistsError:
-            continue
-    if fd < 0:
-        raise FileExistsError(f"could not create a temporary file beside {path}")
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(pem)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    os.chmod(path, 0o600)
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 # --- CSR fields ------------------------------------------------------------------------------

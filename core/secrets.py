@@ -34,6 +34,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from config.settings import Settings, get_settings
 from core.errors import ConfigError, SecretError
+from core.files import fsync_dir
 
 ENV_PREFIX = "env:"
 FILE_PREFIX = "file:"
@@ -130,15 +131,6 @@ def _fernet_from(text: str, source: str) -> Fernet:
         ) from None
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _create_key_file(path: Path) -> None:
     """Create ``path`` with a new key, mode 0600, atomically; a concurrent creator wins."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -155,7 +147,7 @@ def _create_key_file(path: Path) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_key_file(path: Path) -> str:

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from config.settings import Settings, get_settings
 from core.errors import ConfigError, InvalidKey, NotFound
+from core.files import atomic_write, fsync_dir, write_new
 
 StoreKind = Literal["certificate", "zero-touch"]
 STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")
@@ -81,48 +82,6 @@ def names_digest(names: Iterable[str]) -> str:
 
 
 # --- atomic file primitives --------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry change (create, rename, unlink) to disk."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (must not exist) with ``mode`` from the first byte, write, fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # exact mode regardless of umask (umask can only remove bits)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder.
-
-    The temp file is created with ``mode`` (0600 for keys), so the content is never exposed
-    with wider permissions, not even briefly.
-    """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        _write_new(tmp, data, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def _mkdir_private(path: Path, mode: int = 0o700) -> None:
@@ -321,7 +280,7 @@ class CertificateStore:
         staging.mkdir(mode=0o700)
         try:
             for name, (data, mode) in contents.items():
-                _write_new(staging / name, data, mode)
+                write_new(staging / name, data, mode)
             fsync_dir(staging)
             # 2. keep the current set
             if live.cert.exists():

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -31,7 +28,6 @@ from core.keys import (
     load_csr,
     load_private_key,
     private_key_pem,
-    write_private_key,
 )
 
 PASSPHRASE = b"correct horse battery staple"
@@ -192,42 +188,6 @@ def test_truncated_key_detail_has_no_key_material(ec_key: bytes) -> None:
     body = b"".join(ec_key.splitlines()[1:-1]).decode()
     for chunk in (body[i : i + 16] for i in range(0, len(body) - 16, 16)):
         assert chunk not in str(info.value)
-
-
-# --- write_private_key ------------------------------------------------------------------------
-
-
-def test_write_private_key_is_0600_and_atomic(tmp_path: Path, ec_key: bytes) -> None:
-    old_umask = os.umask(0)
-    try:
-        target = tmp_path / "keys" / "example.com.key"
-        write_private_key(target, ec_key)
-        assert target.read_bytes() == ec_key
-        assert stat.S_IMODE(target.stat().st_mode) == 0o600
-
-        target.chmod(0o644)
-        write_private_key(target, b"replaced")
-        assert target.read_bytes() == b"replaced"
-        assert stat.S_IMODE(target.stat().st_mode) == 0o600
-        assert sorted(p.name for p in target.parent.iterdir()) == ["example.com.key"]
-    finally:
-        os.umask(old_umask)
-
-
-def test_write_private_key_leaves_old_key_when_write_fails(
-    tmp_path: Path, ec_key: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "site.key"
-    write_private_key(target, ec_key)
-
-    def broken_fsync(fd: int) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="disk full"):
-        write_private_key(target, b"new key")
-    assert target.read_bytes() == ec_key
-    assert [p.name for p in tmp_path.iterdir()] == ["site.key"]
 
 
 # --- CSR fields -------------------------------------------------------------------------------

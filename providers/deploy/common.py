@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from cryptography import x509
 
@@ -88,39 +84,3 @@ def text_tail(text: str, *, lines: int = 10, chars: int = 1500) -> str:
     """The last ``lines`` lines (at most ``chars`` characters) of ``text``, stripped."""
     tail = "\n".join(text.strip().splitlines()[-lines:])
     return tail[-chars:]
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int, uid: int = -1, gid: int = -1) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file in the same directory + rename).
-
-    The temporary file is created with ``mode`` from the start (a key is never readable by
-    others, not even for a moment), owned by ``uid``/``gid`` when given, and fsynced before
-    the rename; the directory is fsynced after it.
-    """
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        # mkstemp creates 0600; set the exact mode (umask does not apply to fchmod).
-        os.fchmod(fd, mode)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.files import atomic_write
 from providers.deploy.base import CertificateBundle, DeployOutcome
 from providers.deploy.common import (
-    atomic_write,
     deploy_error,
     serial_of_pem,
     setting_float,
