@@ -17,7 +17,7 @@ from core.certinfo import CertificateInfo, parse_certificate
 from core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
 from core.keys import load_private_key as load_key
 from core.names import normalize_names
-from core.state import repo
+from core.state import inventory, repo
 from core.stores import stores_from_settings
 from tasks.common import current_flow_run_id, db, progress, settings
 
@@ -169,20 +169,9 @@ def store_certificate(
         fields = {
             "store": store,
             "folder": str(stored.folder),
-            "common_name": info.common_name,
-            "names": info.names,
-            "subject": info.subject,
-            "issuer": info.issuer,
-            "issuer_common_name": info.issuer_common_name,
-            "issuer_organization": info.issuer_organization,
-            "serial": info.serial,
-            "not_before": info.not_before,
-            "not_after": info.not_after,
-            "key_type": info.key_type,
-            "fingerprint_sha256": info.fingerprint_sha256,
+            **inventory.certificate_columns(info),
             "ca_vendor_id": vendor.id,
             "issued_by_ca_id": vendor.id,
-            "ari_cert_id": info.ari_cert_id,
             "status": "active",
             "failure_count": 0,
             "last_error": None,

@@ -264,13 +264,12 @@ class InventoryReport:
         }
 
 
-def _cert_fields(info: CertificateInfo) -> dict[str, Any]:
-    """Columns of a certificate row from what the scan read (names as the validator does)."""
+def certificate_columns(info: CertificateInfo) -> dict[str, Any]:
+    """Columns of a certificate row from a parsed certificate (names as the validator does)."""
     ordered = [n for n in dict.fromkeys(n.strip().rstrip(".").lower() for n in info.names) if n]
     return {
         "common_name": info.common_name,
         "names": ordered,
-        "names_key": names_digest(ordered),
         "subject": info.subject[:1000],
         "issuer": info.issuer[:1000],
         "issuer_common_name": info.issuer_common_name,
@@ -389,8 +388,9 @@ def record_scan(
                     ),
                     None,
                 )
-            fields = _cert_fields(info)
+            fields = certificate_columns(info)
             fields.update(
+                names_key=names_digest(fields["names"]),  # bulk writes skip the ORM validator
                 path=found.path,
                 file_size=found.size,
                 file_mtime_ns=found.mtime_ns,
