@@ -218,6 +218,23 @@ class NotFound(AcmeflowError):
     message = "Not found."
 
 
+def describe_failure(
+    exc: BaseException, secrets: Iterable[str | None] = ()
+) -> tuple[str, str, str]:
+    """(message, detail, root cause) of any exception, for the history and summaries.
+
+    Catalogued errors keep their message; anything else is an "Unexpected failure." whose
+    detail names the exception. Details pass through :func:`mask_secrets`.
+    """
+    if isinstance(exc, AcmeflowError):
+        return exc.message, mask_secrets(exc.detail or "", secrets), exc.code
+    return (
+        "Unexpected failure.",
+        mask_secrets(f"{type(exc).__name__}: {exc}", secrets),
+        type(exc).__name__,
+    )
+
+
 def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every occurrence of each (non-trivial) secret in ``text`` with ``***``."""
     for secret in secrets:

@@ -212,17 +212,14 @@ def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
 def _fail(log_id: int, exc: BaseException) -> None:
     with db() as s:
         entry = repo.get_log_entry(s, log_id)
-        if isinstance(exc, errors.AcmeflowError):
-            message, detail = exc.message, exc.detail or ""
-        else:
-            message, detail = "Unexpected failure.", f"{type(exc).__name__}: {exc}"
+        message, detail, root_cause = errors.describe_failure(exc)
         repo.log_finish(
             s,
             entry,
             status="failed",
             message=message,
             detail=detail,
-            root_cause=exc.code if isinstance(exc, errors.AcmeflowError) else type(exc).__name__,
+            root_cause=root_cause,
         )
 
 

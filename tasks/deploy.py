@@ -129,13 +129,6 @@ def _log_skip(cert: Certificate, message: str, detail: str | None, flow_run_id: 
         return entry.id
 
 
-def _error_texts(exc: BaseException, secrets: list[str]) -> tuple[str, str, str]:
-    if isinstance(exc, errors.AcmeflowError):
-        return exc.message, mask_secrets(exc.detail or "", secrets), exc.code
-    text = mask_secrets(f"{type(exc).__name__}: {exc}", secrets)
-    return "Unexpected failure.", text, type(exc).__name__
-
-
 def _record_failure(
     job: DeployJob, message: str, detail: str, code: str, attempts: int
 ) -> DeployResult:
@@ -180,7 +173,7 @@ def record_deploy_failure(job: DeployJob, exc: BaseException) -> DeployResult:
         entry = repo.get_log_entry(s, job.log_id)
         status, detail = entry.status, entry.detail
     attempts = _retries_noted(detail) + 1
-    message, text, code = _error_texts(exc, [])
+    message, text, code = errors.describe_failure(exc, [])
     if status == "running":
         return _record_failure(job, message, text, code, attempts)
     return DeployResult(
@@ -371,7 +364,7 @@ def deploy_to_target(job: DeployJob) -> DeployResult:
         )
         outcome = target.deploy(bundle)
     except BaseException as exc:
-        message, detail, code = _error_texts(exc, secrets)
+        message, detail, code = errors.describe_failure(exc, secrets)
         if getattr(exc, "retryable", False) and attempt < job.max_attempts:
             with db() as s:
                 entry = repo.get_log_entry(s, job.log_id)

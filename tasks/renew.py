@@ -511,10 +511,7 @@ def failed_outcome(job: RenewalJob, exc: BaseException) -> RenewalOutcome:
     with db() as s:
         cert = repo.get_certificate(s, job.certificate_id)
         next_at = cert.next_attempt_at
-    if isinstance(exc, errors.AcmeflowError):
-        message, detail = exc.message, exc.detail
-    else:
-        message, detail = "Unexpected failure.", f"{type(exc).__name__}: {exc}"
+    message, detail, _cause = errors.describe_failure(exc)
     return RenewalOutcome(
         certificate_id=job.certificate_id,
         names=job.names,
