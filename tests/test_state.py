@@ -56,8 +56,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, home: Path) -> Engine:
+    """The database under test: SQLite in the home (the default) and PostgreSQL by URL."""
+    if request.param == "sqlite":
+        return open_database()
+    return open_database(request.getfixturevalue("postgres_database")())
+
+
 @pytest.fixture
-def engine(home: Path) -> Engine:
+def sqlite_engine(home: Path) -> Engine:
+    """The default SQLite database, for tests that read its file."""
     return open_database()
 
 
@@ -149,7 +158,7 @@ def test_upgrade_from_first_revision_keeps_data(home: Path) -> None:
         assert [e.certificate_id for e in repo.list_log(s)] == [7]
 
 
-def test_default_database_lives_in_home(home: Path, engine: Engine) -> None:
+def test_default_database_lives_in_home(home: Path, sqlite_engine: Engine) -> None:
     assert (home / "acmeflow.db").exists()
 
 
@@ -305,7 +314,8 @@ def test_remove_ca_with_enrolled_certificates(s: Session) -> None:
 # --- accounts ---------------------------------------------------------------------------------
 
 
-def test_account_key_is_stored_encrypted(home: Path, engine: Engine) -> None:
+def test_account_key_is_stored_encrypted(home: Path, sqlite_engine: Engine) -> None:
+    engine = sqlite_engine
     with session_scope(engine) as s:
         ca = add_le(s)
         assert repo.get_account(s, ca) is None
@@ -368,7 +378,10 @@ def test_account_cascades_with_its_ca(s: Session) -> None:
 # --- DNS providers ----------------------------------------------------------------------------
 
 
-def test_dns_provider_crud_and_sealed_secrets(home: Path, engine: Engine, monkeypatch) -> None:
+def test_dns_provider_crud_and_sealed_secrets(
+    home: Path, sqlite_engine: Engine, monkeypatch
+) -> None:
+    engine = sqlite_engine
     monkeypatch.setenv("CF_API_TOKEN", "token-from-env")
     with session_scope(engine) as s:
         p = repo.add_dns_provider(
@@ -407,7 +420,8 @@ def test_dns_provider_crud_and_sealed_secrets(home: Path, engine: Engine, monkey
         assert counts(s)["domain_mappings"] == 0
 
 
-def test_eab_hmac_literal_not_on_disk(home: Path, engine: Engine) -> None:
+def test_eab_hmac_literal_not_on_disk(home: Path, sqlite_engine: Engine) -> None:
+    engine = sqlite_engine
     with session_scope(engine) as s:
         repo.add_ca(
             s,
