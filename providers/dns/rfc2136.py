@@ -58,6 +58,9 @@ FIELDS: tuple[ProviderField, ...] = (
 )
 
 
+MAX_REMEMBERED_ZONES = 10_000  # zones found by SOA that one provider remembers
+
+
 class RFC2136Provider(ProviderBase):
     """Writes TXT records with RFC 2136 dynamic updates, TSIG-signed when a key is configured."""
 
@@ -78,6 +81,7 @@ class RFC2136Provider(ProviderBase):
         zone = (settings.get("zone") or "").strip()
         self._zone: str | None = normalize_name(zone) if zone else None
         self._key = _make_key(settings, secrets, type_name)
+        self._found_zones: dict[str, str] = {}  # fqdn -> zone found by SOA (bounded below)
 
     # -- DNSProvider ------------------------------------------------------------------------
 
@@ -150,13 +154,19 @@ class RFC2136Provider(ProviderBase):
             if fqdn != self._zone and not fqdn.endswith("." + self._zone):
                 self._fail(f"{fqdn} is not inside the configured zone {self._zone}")
             return self._zone
+        if fqdn in self._found_zones:
+            return self._found_zones[fqdn]
         response = self._query(fqdn, dns.rdatatype.SOA)
         rcode = response.rcode()
         if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             for section in (response.answer, response.authority):
                 for rrset in section:
                     if rrset.rdtype == dns.rdatatype.SOA:
-                        return normalize_name(rrset.name.to_text())
+                        zone = normalize_name(rrset.name.to_text())
+                        if len(self._found_zones) >= MAX_REMEMBERED_ZONES:
+                            self._found_zones.clear()
+                        self._found_zones[fqdn] = zone  # present and cleanup ask the same
+                        return zone
         self._fail(
             f"no zone found for {fqdn} at {self._server} "
             f"({dns.rcode.to_text(rcode)}); set 'zone' explicitly"
