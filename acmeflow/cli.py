@@ -18,8 +18,10 @@ import typer
 from config.settings import get_settings
 from core import errors
 from core.keys import KeyType, load_csr, load_private_key, private_key_pem
+from core.secrets import set_block_resolver
 from core.state import repo
 from core.stores import stores_from_settings
+from tasks.common import prefect_block_secret
 
 from . import (
     cli_ca,
@@ -45,6 +47,10 @@ from .output import (
 )
 
 StoreKind = Literal["certificate", "zero-touch"]
+
+# prefect-block:NAME secret references are read from Prefect Secret blocks, in commands that
+# run flows and in those that use providers directly (dns check, sandbox-free tools) alike.
+set_block_resolver(prefect_block_secret)
 
 app = typer.Typer(
     help="acmeflow: automated TLS certificate lifecycle over ACME (DNS-01), run by Prefect.",

@@ -66,12 +66,27 @@ def prefect_block_name(ref: str) -> str:
     return name
 
 
+_default_block_resolver: BlockResolver | None = None
+
+
+def set_block_resolver(resolver: BlockResolver | None) -> None:
+    """Install how ``prefect-block:`` references are read when a caller passes no resolver.
+
+    The Prefect layer (``tasks``) installs one on import, so core code resolves Secret blocks
+    without importing Prefect.
+    """
+    global _default_block_resolver
+    _default_block_resolver = resolver
+
+
 def resolve_ref(ref: str, *, block_resolver: BlockResolver | None = None) -> str:
     """The secret a reference points to; a literal is returned as it is.
 
-    ``prefect-block:`` references need ``block_resolver`` (the Prefect layer provides it).
-    Failures raise :class:`SecretError` naming the reference, never a value.
+    ``prefect-block:`` references need a block resolver: ``block_resolver``, else the one
+    installed with :func:`set_block_resolver`. Failures raise :class:`SecretError` naming the
+    reference, never a value.
     """
+    block_resolver = block_resolver or _default_block_resolver
     if ref.startswith(ENV_PREFIX):
         name = ref[len(ENV_PREFIX) :].strip()
         if not name:

@@ -9,15 +9,29 @@ from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
+from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
-from core.errors import AcmeflowError
+from core.errors import AcmeflowError, SecretError
+from core.secrets import set_block_resolver
 from core.state.db import open_database, session_scope
 
 progress_log = logging.getLogger("acmeflow.progress")
+
+
+def prefect_block_secret(name: str) -> str:
+    """The value of the Prefect Secret block ``name`` (for ``prefect-block:NAME`` references)."""
+    block = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+    if not isinstance(block, Secret):
+        raise SecretError(detail=f"Prefect block {name!r} is not a Secret block")
+    value = block.get()
+    return value if isinstance(value, str) else str(value)
+
+
+set_block_resolver(prefect_block_secret)
 
 
 def settings() -> Settings:

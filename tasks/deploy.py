@@ -299,22 +299,12 @@ def plan_deployments(*, certificate_ids: list[int] | None, target: str | None = 
 # --- one deployment ----------------------------------------------------------------------------
 
 
-def _prefect_block_secret(name: str) -> str:
-    from prefect.blocks.system import Secret
-
-    block = Secret.load(name, _sync=True)  # type: ignore[call-arg]
-    if not isinstance(block, Secret):
-        raise errors.SecretError(detail=f"Prefect block {name!r} is not a Secret block")
-    value = block.get()
-    return value if isinstance(value, str) else str(value)
-
-
 def _build(name: str) -> tuple[DeployTarget, list[str]]:
     """The live target ``name`` and its unsealed secret values (for masking only)."""
     with db() as s:
         config = targets.get_target(s, name, include_inactive=False)
         type_name, conf = config.type, {k: str(v) for k, v in config.settings.items()}
-        secrets = targets.target_secrets(config, block_resolver=_prefect_block_secret)
+        secrets = targets.target_secrets(config)
     return build_target(type_name, conf, secrets), list(secrets.values())
 
 

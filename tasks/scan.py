@@ -23,16 +23,6 @@ EXPIRING_ARTIFACT = "certificates-expiring-soonest"
 WARNINGS_ARTIFACT = "inventory-warnings"
 
 
-def _prefect_block_secret(name: str) -> str:
-    from prefect.blocks.system import Secret
-
-    block = Secret.load(name, _sync=True)  # type: ignore[call-arg]
-    if not isinstance(block, Secret):
-        raise SecretError(detail=f"Prefect block {name!r} is not a Secret block")
-    value = block.get()
-    return value if isinstance(value, str) else str(value)
-
-
 def check_password_refs(refs: list[str] | None) -> None:
     """Refuse plain passwords as flow parameters: only references or ``enc:`` values."""
     for ref in refs or []:
@@ -64,7 +54,7 @@ def scan_store_task(store: str, p12_passwords: list[str] | None = None) -> Store
     with db() as s:
         known = inventory.known_files(s, store)
         sealed = inventory.scan_passwords(s) if p12_passwords is None else list(p12_passwords)
-    passwords = inventory.unseal_passwords(sealed, block_resolver=_prefect_block_secret)
+    passwords = inventory.unseal_passwords(sealed)
     scanned = scan_store(target, passwords=passwords, known=known)
     with db() as s:
         report = inventory.record_scan(s, [scanned], with_report=False)

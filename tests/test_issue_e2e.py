@@ -201,3 +201,31 @@ def test_preferred_chain_picks_the_alternate_root(home_factory, sandbox_factory)
             Path(files["chain"]).read_bytes(),
             pebble_root_pem(alt, 0),
         )
+
+
+def test_dns_secret_from_a_prefect_secret_block(home: Home) -> None:
+    """A provider credential given as prefect-block:NAME is read from the Secret block."""
+    from prefect.blocks.system import Secret
+
+    Secret(value=home.zone_env("example.org", "SECRET")).save("tsig-org", overwrite=True)
+    home.ok(
+        "dns",
+        "add",
+        "bind-org",
+        "--type",
+        "rfc2136",
+        "--set",
+        f"server={home.sandbox.dns_host}:{home.sandbox.dns_port}",
+        "--set",
+        f"tsig_name={home.zone_env('example.org', 'NAME')}",
+        "--set",
+        f"tsig_algorithm={home.zone_env('example.org', 'ALGORITHM')}",
+        "--secret",
+        "tsig_secret=prefect-block:tsig-org",
+    )
+    home.ok("dns", "map", "bind-org", "example.org")
+    shown = home.ok("dns", "show", "bind-org", "--json").stdout
+    assert home.zone_env("example.org", "SECRET") not in shown
+    issued = issue_json(home, "--name", "block.example.org")
+    assert san(assert_valid_chain(home, issued)) == {"block.example.org"}
+    home.ok("dns", "check", "bind-org", "check.example.org")
