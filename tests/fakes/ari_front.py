@@ -184,9 +184,10 @@ class AriFront:
             return
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
-        if method == "POST" and self._new_order_path and path == self._new_order_path:
-            self._record_order(body)
         status, headers, data = self._forward(req, method, path, body)
+        if method == "POST" and self._new_order_path and path == self._new_order_path:
+            if status == 201:  # orders the CA created, not ones it refused (e.g. badNonce)
+                self._record_order(body)
         if method == "GET" and path == self.directory_path and status == 200:
             directory = json.loads(data)
             directory["renewalInfo"] = self.base_url + RENEWAL_INFO_PATH.rstrip("/")
