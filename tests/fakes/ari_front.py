@@ -185,9 +185,10 @@ class AriFront:
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
         status, headers, data = self._forward(req, method, path, body)
-        if method == "POST" and self._new_order_path and path == self._new_order_path:
-            if status == 201:  # orders the CA created, not ones it refused (e.g. badNonce)
-                self._record_order(body)
+        # record the orders the CA created, not the ones it refused (e.g. badNonce)
+        new_order = method == "POST" and path == self._new_order_path
+        if new_order and self._new_order_path and status == 201:
+            self._record_order(body)
         if method == "GET" and path == self.directory_path and status == 200:
             directory = json.loads(data)
             directory["renewalInfo"] = self.base_url + RENEWAL_INFO_PATH.rstrip("/")
