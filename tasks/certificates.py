@@ -18,7 +18,7 @@ from core.keys import CSRFields, build_csr, generate_private_key, key_type_of, l
 from core.keys import load_private_key as load_key
 from core.names import normalize_names
 from core.state import inventory, repo
-from core.stores import stores_from_settings
+from core.stores import STORE_KINDS, stores_from_settings
 from tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -61,7 +61,8 @@ def check_request(
         log_id = entry.id
     try:
         normalized = normalize_names(names)
-        stores_from_settings(settings())[store]  # unknown store -> KeyError below
+        if store not in STORE_KINDS:
+            raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
         with db() as s:
             vendor = repo.get_ca(s, ca)
             providers = {n: p.name for n, p in repo.providers_for_names(s, normalized).items()}
@@ -73,12 +74,6 @@ def check_request(
                         f"until {existing.not_after:%Y-%m-%d}; use `acmeflow renew --now "
                         f"{existing.id}` to renew it"
                     )
-    except KeyError:
-        exc: errors.AcmeflowError = errors.ConfigError(
-            detail=f"unknown store {store!r}: certificate or zero-touch"
-        )
-        _fail(log_id, exc)
-        raise exc from None
     except errors.AcmeflowError as exc:
         _fail(log_id, exc)
         raise
