@@ -72,9 +72,7 @@ class _TimedLookup(DNSLookup):
     """A lookup that notes, per nameserver, when it first served the test value."""
 
     def __init__(self, base: DNSLookup, value: str, start: float) -> None:
-        self.resolver = base.resolver
-        self.query_port = base.query_port
-        self.timeout = base.timeout
+        self.__dict__.update(base.__dict__)  # same resolver, port, time-out and caches
         self.value = value
         self.start = start
         self.asked: set[str] = set()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class DNSLookup:
         *,
         query_port: int = 53,
         timeout: float = 2.0,
+        servers_ttl: float = 60.0,
     ) -> None:
         if resolvers:
             self.resolver = dns.resolver.Resolver(configure=False)
@@ -73,6 +75,9 @@ class DNSLookup:
         self.resolver.timeout = timeout
         self.query_port = query_port
         self.timeout = timeout
+        self.servers_ttl = servers_ttl
+        self._servers: dict[str, tuple[float, list[tuple[str, int]]]] = {}
+        self._servers_lock = threading.Lock()
 
     def follow_cnames(self, name: str) -> str:
         """The end of the CNAME chain starting at ``name`` (``name`` itself when none)."""
@@ -98,7 +103,19 @@ class DNSLookup:
         return zone.to_text(omit_final_dot=True).lower()
 
     def authoritative_servers(self, zone: str) -> list[tuple[str, int]]:
-        """(address, port) of every nameserver the zone's NS set names."""
+        """(address, port) of every nameserver the zone's NS set names (remembered for
+        ``servers_ttl`` seconds: a bulk run checks many records in few zones)."""
+        now = time.monotonic()
+        with self._servers_lock:
+            known = self._servers.get(zone)
+        if known is not None and now - known[0] < self.servers_ttl:
+            return known[1]
+        servers = self._lookup_servers(zone)
+        with self._servers_lock:
+            self._servers[zone] = (now, servers)
+        return servers
+
+    def _lookup_servers(self, zone: str) -> list[tuple[str, int]]:
         try:
             ns_answer = self.resolver.resolve(zone, "NS")
         except dns.exception.DNSException as exc:

@@ -7,6 +7,8 @@ Every ACME and DNS step uses ``NO_CACHE`` so a flow retry never reuses a stale o
 
 from __future__ import annotations
 
+import functools
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
@@ -30,9 +32,15 @@ ACME_TASK = {
 }
 
 
+@functools.cache
+def _shared_lookup(resolvers: tuple[str, ...], query_port: int) -> DNSLookup:
+    return DNSLookup(resolvers, query_port=query_port)
+
+
 def _lookup() -> DNSLookup:
+    """One DNS lookup per resolver setting in this process (it remembers zones' NS sets)."""
     conf = settings()
-    return DNSLookup(conf.dns_resolvers, query_port=conf.dns_query_port)
+    return _shared_lookup(tuple(conf.dns_resolvers), conf.dns_query_port)
 
 
 def _timeouts() -> issuance.Timeouts:

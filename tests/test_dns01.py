@@ -92,3 +92,23 @@ def test_records_follow_cname_delegation() -> None:
 )
 def test_nameserver_specs(spec: str, expected: tuple[str, int]) -> None:
     assert _host_port(spec, 53) == expected
+
+
+class CountingLookup(DNSLookup):
+    """Counts how often the NS set of a zone is really looked up."""
+
+    def __init__(self, servers_ttl: float) -> None:
+        super().__init__(["192.0.2.53"], servers_ttl=servers_ttl)
+        self.lookups = 0
+
+    def _lookup_servers(self, zone: str) -> list[tuple[str, int]]:
+        self.lookups += 1
+        return [("192.0.2.1", 53)]
+
+
+@pytest.mark.parametrize(("ttl", "expected"), [(60.0, 1), (0.0, 3)])
+def test_nameservers_of_a_zone_are_remembered_for_a_while(ttl: float, expected: int) -> None:
+    lookup = CountingLookup(ttl)
+    for _ in range(3):
+        assert lookup.authoritative_servers("example.com") == [("192.0.2.1", 53)]
+    assert lookup.lookups == expected
