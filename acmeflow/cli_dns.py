@@ -15,9 +15,10 @@ from .output import (
     catalog_errors,
     console,
     database,
+    field_rows,
     parse_pairs,
     print_json,
-    read_secret_ref,
+    secret_options,
     table,
 )
 
@@ -44,11 +45,6 @@ def provider_dict(p: DNSProviderConfig, domains: list[str] | None = None) -> dic
     }
 
 
-def _secrets(pairs: list[str] | None) -> dict[str, str]:
-    refs = parse_pairs(pairs or [], "--secret")
-    return {key: read_secret_ref(ref, key) for key, ref in refs.items()}
-
-
 @app.command("add")
 @catalog_errors
 def add(
@@ -61,7 +57,7 @@ def add(
     """Add a DNS provider with its settings and credentials."""
     ptype = get_provider_type(type_, require_supported=True)
     settings = parse_pairs(set_ or [], "--set")
-    secrets = _secrets(secret)
+    secrets = secret_options(secret)
     validate_fields(ptype, settings, secrets)
     with database() as s:
         p = repo.add_dns_provider(s, name=name, type=ptype.name, settings=settings, secrets=secrets)
@@ -87,7 +83,7 @@ def edit(
     with database() as s:
         p = repo.get_dns_provider(s, name, include_inactive=True)
         settings = {**(p.settings or {}), **parse_pairs(set_ or [], "--set")}
-        new_secrets = _secrets(secret)
+        new_secrets = secret_options(secret)
         validate_fields(
             get_provider_type(p.type),
             settings,
@@ -172,10 +168,7 @@ def providers(as_json: JsonOpt = False) -> None:
             "type": t.name,
             "label": t.label,
             "backing": t.backing,
-            "fields": [
-                {"name": f.name, "kind": f.kind, "required": f.required, "help": f.help}
-                for f in t.fields
-            ],
+            "fields": field_rows(t.fields),
             "note": t.reason,
         }
         for t in provider_types()

@@ -19,10 +19,11 @@ from .output import (
     catalog_errors,
     console,
     database,
+    field_rows,
     fmt_time,
     parse_pairs,
     print_json,
-    read_secret_ref,
+    secret_options,
     table,
 )
 
@@ -73,11 +74,6 @@ def validate_target(ttype: TargetType, settings: Mapping[str, str], secret_names
     build_target(ttype.name, settings, {k: _placeholder(k) for k in secret_names})
 
 
-def _secrets(pairs: list[str] | None) -> dict[str, str]:
-    refs = parse_pairs(pairs or [], "--secret")
-    return {key: read_secret_ref(ref, key) for key, ref in refs.items()}
-
-
 def binding_dict(b: TargetBinding) -> dict[str, Any]:
     """A binding as shown to users: the certificate and what the target last received."""
     cert = b.certificate
@@ -122,10 +118,7 @@ def types(as_json: JsonOpt = False) -> None:
         {
             "type": t.name,
             "label": t.label,
-            "fields": [
-                {"name": f.name, "kind": f.kind, "required": f.required, "help": f.help}
-                for f in t.fields
-            ],
+            "fields": field_rows(t.fields),
         }
         for t in target_types()
     ]
@@ -155,7 +148,7 @@ def add(
     """Add a deploy target with its settings and credentials."""
     ttype = get_target_type(type_)
     settings = parse_pairs(set_ or [], "--set")
-    secrets = _secrets(secret)
+    secrets = secret_options(secret)
     validate_target(ttype, settings, set(secrets))
     with database() as s:
         t = targets.add_target(s, name=name, type=ttype.name, settings=settings, secrets=secrets)
@@ -182,7 +175,7 @@ def edit(
 ) -> None:
     """Change settings or credentials of a deploy target, or enable/disable it."""
     changes = parse_pairs(set_ or [], "--set")
-    new_secrets = _secrets(secret)
+    new_secrets = secret_options(secret)
     removed = set(unset or [])
     with database() as s:
         t = targets.get_target(s, name)

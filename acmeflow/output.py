@@ -8,7 +8,7 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from core import errors
+from core.dnsprovider import ProviderField
 from core.state.db import open_database, session_scope
 
 console = Console(highlight=False)
@@ -132,6 +133,20 @@ def parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
             raise errors.ConfigError(detail=f"{what} expects KEY=VALUE, got {pair!r}")
         result[key.strip()] = value
     return result
+
+
+def secret_options(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--secret KEY=REF`` options: each REF read as :func:`read_secret_ref` reads it."""
+    refs = parse_pairs(pairs or [], "--secret")
+    return {key: read_secret_ref(ref, key) for key, ref in refs.items()}
+
+
+def field_rows(fields: Iterable[ProviderField]) -> list[dict[str, Any]]:
+    """The fields of a provider or target type, as listed by ``dns providers`` and
+    ``targets types``."""
+    return [
+        {"name": f.name, "kind": f.kind, "required": f.required, "help": f.help} for f in fields
+    ]
 
 
 def jsonable(value: Any) -> Any:
