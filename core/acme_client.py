@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -165,6 +167,11 @@ class _Network(acme_client.ClientNetwork):
         **kw: Any,
     ):
         super().__init__(*args, **kw)
+        # requests re-reads the whole environment (proxies, CA bundle) on every request when
+        # ``trust_env`` is on: a fifth of a bulk renewal's CPU. Read it once instead, the same
+        # way (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``*_PROXY``/``NO_PROXY`` per host).
+        self.session.trust_env = False
+        self._proxies: dict[str, dict[str, str]] = {}
         self.deadline: float | None = None  # set by AcmeSession.deadline()
         self.default_budget = 300.0  # seconds a call may spend waiting outside a deadline
         self.last_response: requests.Response | None = None
@@ -175,7 +182,15 @@ class _Network(acme_client.ClientNetwork):
     def _limit(self) -> float:
         return self.deadline if self.deadline is not None else self._clock() + self.default_budget
 
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        parts = urllib.parse.urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            self._proxies[origin] = requests.utils.get_environ_proxies(url)
+        return self._proxies[origin]
+
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("proxies", self._proxies_for(url))
         response = super()._send_request(method, url, *args, **kwargs)
         self.last_response = response
         if not response.ok and self.REPLAY_NONCE_HEADER in response.headers:
@@ -232,6 +247,11 @@ class _Network(acme_client.ClientNetwork):
         if self._clock() + wait > self._limit():
             raise errors.CAUnavailable(detail="the CA kept failing until the deadline")
         self._sleep(wait)
+
+
+def _environment_ca_bundle() -> str | bool:
+    """What requests verifies with when told to verify: the environment's bundle or its own."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
 # --- directory cache -------------------------------------------------------------------------
@@ -383,16 +403,19 @@ class AcmeSession:
         self._clock = clock
         jwk, alg = _jwk_and_alg(account_key_pem)
         self._jwk = jwk
+        # a bundle path (requests accepts one), else the environment's bundle as requests takes it
+        verify: Any = endpoint.verify if endpoint.verify is not True else _environment_ca_bundle()
         self.net = _Network(
             key=jwk,
             alg=alg,
-            verify_ssl=endpoint.verify,  # type: ignore[arg-type]  # requests accepts a path
+            verify_ssl=verify,
             user_agent=USER_AGENT,
             timeout=int(endpoint.timeout),
             sleep=sleep,
             clock=clock,
         )
         if http is not None:
+            http.trust_env = False  # the environment is read once per origin (see _Network)
             self.net.session = http
         self.directory = fetch_directory(endpoint, http=http)
         self.client = acme_client.ClientV2(self.directory, self.net)

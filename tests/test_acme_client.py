@@ -39,15 +39,17 @@ class ScriptedCA(BaseAdapter):
         super().__init__()
         self.scripts: dict[tuple[str, str], deque[Reply]] = defaultdict(deque)
         self.calls: list[tuple[str, str]] = []
+        self.transport_options: list[dict[str, object]] = []  # proxies, verify, ... per call
         self.nonce = 0
 
     def script(self, method: str, path: str, *replies: Reply) -> None:
         self.scripts[(method, path)].extend(replies)
 
-    def send(self, request: requests.PreparedRequest, **_: object) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **options: object) -> requests.Response:  # type: ignore[override]
         path = str(request.url).removeprefix(BASE)
         method = str(request.method)
         self.calls.append((method, path))
+        self.transport_options.append(options)
         queue = self.scripts.get((method, path))
         status, headers, body = queue.popleft() if queue else self.default(method, path)
         self.nonce += 1
@@ -166,6 +168,29 @@ def session_factory(ca: ScriptedCA, fake_time: FakeTime) -> Callable[[], AcmeSes
 
 
 CSR = build_csr(generate_private_key("ec256"), CSRFields(names=["a.example.com"]))
+
+
+def test_proxy_and_ca_bundle_come_from_the_environment_as_requests_reads_them(
+    ca, session_factory, monkeypatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "elsewhere.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate-bundle.pem")
+    session = session_factory()
+    session.place_order(CSR)
+    session.place_order(CSR)
+    posts = [o for (m, _p), o in zip(ca.calls, ca.transport_options, strict=True) if m == "POST"]
+    assert len(posts) == 2
+    for options in posts:
+        assert options["proxies"]["https"] == "http://proxy.internal:3128"
+        assert options["verify"] == "/etc/ssl/corporate-bundle.pem"
+
+
+def test_no_proxy_hosts_are_reached_directly(ca, session_factory, monkeypatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,fake-ca.test")
+    session_factory().place_order(CSR)
+    assert ca.transport_options[-1]["proxies"] == {}
 
 
 def test_bad_nonce_is_retried_with_a_fresh_nonce(ca, session_factory) -> None:
