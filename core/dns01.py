@@ -188,12 +188,15 @@ def await_propagation(
     zone_servers: dict[str, list[tuple[str, int]]] = {}
     pending: set[tuple[str, str, tuple[str, int]]] = set()
     checked: dict[str, list[str]] = {}
+    zones: dict[str, str] = {}  # target -> zone (a name and its wildcard share a target)
     for record in records:
         override = nameservers_for(record)
         if override:
             servers = [_host_port(s, lookup.query_port) for s in override]
         else:
-            zone = lookup.zone_of(record.target)
+            if record.target not in zones:
+                zones[record.target] = lookup.zone_of(record.target)
+            zone = zones[record.target]
             if zone not in zone_servers:
                 zone_servers[zone] = lookup.authoritative_servers(zone)
             servers = zone_servers[zone]

@@ -40,6 +40,20 @@ class DNSProvider(Protocol):
         ...
 
 
+class BatchDNSProvider(DNSProvider, Protocol):
+    """A provider that can also write or remove many values in one exchange (an RFC 2136
+    UPDATE per zone): an order's values cost one round trip instead of one each. Optional:
+    :mod:`core.issuance` uses these methods when a provider has them."""
+
+    def present_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """``present`` every (fqdn, value)."""
+        ...
+
+    def cleanup_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """``cleanup`` every (fqdn, value)."""
+        ...
+
+
 FieldKind = Literal["setting", "secret"]
 
 

@@ -64,13 +64,15 @@ def plan_challenge_records(
     return [replace(r, provider=provider_for(r.target)) for r in records]
 
 
-def _each(records: Sequence[ChallengeRecord], action: Callable[[ChallengeRecord], None]) -> None:
-    if len(records) <= 1:
-        for record in records:
-            action(record)
+def _each(
+    units: Sequence[list[ChallengeRecord]], action: Callable[[list[ChallengeRecord]], None]
+) -> None:
+    if len(units) <= 1:
+        for unit in units:
+            action(unit)
         return
-    with ThreadPoolExecutor(max_workers=min(8, len(records))) as pool:
-        for future in [pool.submit(action, r) for r in records]:
+    with ThreadPoolExecutor(max_workers=min(8, len(units))) as pool:
+        for future in [pool.submit(action, u) for u in units]:
             future.result()
 
 
@@ -81,6 +83,30 @@ def _provider(providers: Mapping[str, DNSProvider], record: ChallengeRecord) -> 
         raise errors.DNSProviderUnavailable(record.provider or "(none)") from None
 
 
+def _units(
+    records: Sequence[ChallengeRecord], providers: Mapping[str, DNSProvider], batch: str
+) -> list[list[ChallengeRecord]]:
+    """Work units: all records of a provider that has the ``batch`` method (one exchange),
+    else one record each (run in parallel)."""
+    by_provider: dict[str, list[ChallengeRecord]] = {}
+    units: list[list[ChallengeRecord]] = []
+    for record in records:
+        if hasattr(providers.get(record.provider), batch):
+            by_provider.setdefault(record.provider, []).append(record)
+        else:
+            units.append([record])
+    return list(by_provider.values()) + units
+
+
+def _apply(provider: DNSProvider, unit: list[ChallengeRecord], single: str, batch: str) -> None:
+    """``provider.<batch>(all of unit)`` when the provider batches, else ``<single>`` once."""
+    if hasattr(provider, batch):
+        getattr(provider, batch)([(r.target, r.value) for r in unit])
+    else:
+        (record,) = unit
+        getattr(provider, single)(record.target, record.value)
+
+
 def add_txt_records(
     records: Sequence[ChallengeRecord],
     providers: Mapping[str, DNSProvider],
@@ -89,24 +115,29 @@ def add_txt_records(
 ) -> None:
     """Present every value through its provider (providers keep other values).
 
-    With a ``journal`` every value is recorded there before the first one is presented.
+    Providers with ``present_all`` (:class:`core.dnsprovider.BatchDNSProvider`) get all their
+    values at once. With a ``journal`` every value is recorded there before the first one is
+    presented.
     """
 
-    def present(record: ChallengeRecord) -> None:
-        provider = _provider(providers, record)
+    def present(unit: list[ChallengeRecord]) -> None:
+        provider = _provider(providers, unit[0])
         try:
-            provider.present(record.target, record.value)
+            _apply(provider, unit, "present", "present_all")
         except errors.AcmeflowError:
             raise
         except Exception as exc:  # an adapter bug must still surface as the catalog error
             raise errors.TXTRecordError(
                 detail=f"{provider.type_name}: {type(exc).__name__}: {exc}"
             ) from None
-        progress(f"TXT record written: {record.target} ({record.identifier}) via {record.provider}")
+        for record in unit:
+            progress(
+                f"TXT record written: {record.target} ({record.identifier}) via {record.provider}"
+            )
 
     if journal is not None:
         journal.record(records)
-    _each(records, present)
+    _each(_units(records, providers, "present_all"), present)
 
 
 def cleanup_txt_records(
@@ -122,17 +153,20 @@ def cleanup_txt_records(
     problems: list[str] = []
     removed: list[ChallengeRecord] = []
 
-    def remove(record: ChallengeRecord) -> None:
+    def remove(unit: list[ChallengeRecord]) -> None:
         try:
-            _provider(providers, record).cleanup(record.target, record.value)
+            _apply(_provider(providers, unit[0]), unit, "cleanup", "cleanup_all")
         except Exception as exc:
-            detail = exc.detail if isinstance(exc, errors.AcmeflowError) else str(exc)
-            problems.append(f"{record.target}: {detail}")
-            log.warning("cleanup of %s failed: %s", record.target, detail)
+            detail = (
+                (exc.detail or exc.message) if isinstance(exc, errors.AcmeflowError) else str(exc)
+            )
+            for record in unit:
+                problems.append(f"{record.target}: {detail}")
+                log.warning("cleanup of %s failed: %s", record.target, detail)
         else:
-            removed.append(record)
+            removed.extend(unit)
 
-    _each(records, remove)
+    _each(_units(records, providers, "cleanup_all"), remove)
     if journal is not None and removed:
         try:
             journal.forget(removed)

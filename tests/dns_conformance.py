@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from core.dnsprovider import DNSProvider
+from core.dnsprovider import BatchDNSProvider, DNSProvider
 from core.errors import TXTRecordError
 
 # Two realistic DNS-01 values (base64url SHA-256 digests, 43 characters).
@@ -98,3 +98,39 @@ class DNSProviderConformance:
         assert broken_secret not in repr(err)
         assert broken_secret not in repr(broken_provider)
         assert err.__cause__ is None or broken_secret not in str(err.__cause__)
+
+
+class BatchDNSProviderConformance(DNSProviderConformance):
+    """The same, plus ``present_all``/``cleanup_all`` (:class:`core.dnsprovider.BatchDNSProvider`):
+    an order's values written and removed in one exchange, with the single-value rules."""
+
+    @pytest.fixture
+    def other_name(self, name: str) -> str:
+        return name.replace("_acme-challenge.", "_acme-challenge.other-", 1)
+
+    def test_present_all_writes_every_value(
+        self, provider: BatchDNSProvider, name: str, other_name: str
+    ) -> None:
+        provider.present_all([(name, VALUE_APEX), (name, VALUE_WILDCARD), (other_name, VALUE_APEX)])
+        assert sorted(provider.txt_values(name)) == sorted([VALUE_APEX, VALUE_WILDCARD])
+        assert provider.txt_values(other_name) == [VALUE_APEX]
+
+    def test_cleanup_all_removes_only_the_values_given(
+        self, provider: BatchDNSProvider, name: str, other_name: str
+    ) -> None:
+        provider.present(name, VALUE_APEX)  # someone else's value on the same name
+        provider.present_all([(name, VALUE_WILDCARD), (other_name, VALUE_WILDCARD)])
+        provider.cleanup_all([(name, VALUE_WILDCARD), (other_name, VALUE_WILDCARD)])
+        assert provider.txt_values(name) == [VALUE_APEX]
+        assert provider.txt_values(other_name) == []
+        provider.cleanup_all([(name, VALUE_WILDCARD), (name.upper() + ".", VALUE_APEX)])
+        assert provider.txt_values(name) == []
+
+    def test_batch_refusal_is_a_catalogued_error_without_secret(
+        self, broken_provider: BatchDNSProvider, broken_secret: str, name: str
+    ) -> None:
+        with pytest.raises(TXTRecordError) as info:
+            broken_provider.present_all([(name, VALUE_APEX), (name, VALUE_WILDCARD)])
+        assert info.value.detail is not None
+        assert info.value.detail.startswith(f"{broken_provider.type_name}: ")
+        assert broken_secret not in str(info.value)

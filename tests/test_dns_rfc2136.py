@@ -14,7 +14,7 @@ from acmeflow.sandbox import SandboxInfo, SandboxZone
 from core.errors import ConfigError, TXTRecordError
 from providers.dns.registry import build_provider
 from providers.dns.rfc2136 import RFC2136Provider
-from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, DNSProviderConformance
+from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, BatchDNSProviderConformance
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,7 +43,7 @@ def _served(sandbox: SandboxInfo, name: str) -> list[str]:
     return sorted(b"".join(r.strings).decode() for rrset in response.answer for r in rrset)
 
 
-class TestRFC2136Conformance(DNSProviderConformance):
+class TestRFC2136Conformance(BatchDNSProviderConformance):
     @pytest.fixture
     def zone(self) -> str:
         return "example.com"

@@ -1,14 +1,15 @@
 """RFC 2136 dynamic updates with TSIG (BIND nsupdate, Knot DNS, PowerDNS, ...) via dnspython.
 
 Updates go over TCP to ``server``; ``present`` adds one TXT rdata (other values in the RRset
-stay), ``cleanup`` deletes exactly that rdata. Reads are direct queries to the same server.
+stay), ``cleanup`` deletes exactly that rdata; ``present_all``/``cleanup_all`` do the values of
+a whole order with one UPDATE per zone. Reads are direct queries to the same server.
 """
 
 from __future__ import annotations
 
 import binascii
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dns.exception
 import dns.flags
@@ -99,6 +100,22 @@ class RFC2136Provider(ProviderBase):
         update.delete(dns.name.from_text(fqdn), dns.rdatatype.TXT, quote_txt(value))
         self._send(update, f"deleting TXT {fqdn}")
 
+    def present_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """Add every (fqdn, value) with one UPDATE per zone (atomic at the server)."""
+        for zone, group in self._by_zone(items).items():
+            update = self._update(zone)
+            for fqdn, value in group:
+                update.add(dns.name.from_text(fqdn), self._ttl, dns.rdatatype.TXT, quote_txt(value))
+            self._send(update, f"adding TXT {', '.join(sorted({f for f, _ in group}))}")
+
+    def cleanup_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """Delete exactly each (fqdn, value) rdata with one UPDATE per zone."""
+        for zone, group in self._by_zone(items).items():
+            update = self._update(zone)
+            for fqdn, value in group:
+                update.delete(dns.name.from_text(fqdn), dns.rdatatype.TXT, quote_txt(value))
+            self._send(update, f"deleting TXT {', '.join(sorted({f for f, _ in group}))}")
+
     def txt_values(self, fqdn: str) -> list[str]:
         """The TXT values ``server`` answers for ``fqdn`` (its own data, no recursion)."""
         fqdn = normalize_name(fqdn)
@@ -147,6 +164,13 @@ class RFC2136Provider(ProviderBase):
         except (dns.exception.DNSException, OSError) as exc:
             self._fail(f"query {qname} at {self._server}: {type(exc).__name__}: {exc}")
         return response
+
+    def _by_zone(self, items: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for fqdn, value in items:
+            name = normalize_name(fqdn)
+            groups.setdefault(self._zone_for(name), []).append((name, value))
+        return groups
 
     def _zone_for(self, fqdn: str) -> str:
         """The configured zone, else the zone whose SOA ``server`` reports for ``fqdn``."""
