@@ -7,8 +7,6 @@ Every ACME and DNS step uses ``NO_CACHE`` so a flow retry never reuses a stale o
 
 from __future__ import annotations
 
-import functools
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
@@ -16,12 +14,18 @@ from sqlalchemy.orm import Session
 from core import issuance
 from core.accounts import open_session
 from core.acme_client import DNSChallenge, IssuedCertificate, OrderHandle
-from core.dns01 import ChallengeRecord, DNSLookup
+from core.dns01 import ChallengeRecord
 from core.dnsprovider import DNSProvider
-from core.state.challenge_journal import ChallengeJournal
-from core.state.db import open_database
 from providers.configured import ConfiguredProviders
-from tasks.common import current_flow_run_id, db, progress, retry_if_retryable, settings
+from tasks.common import (
+    challenge_journal,
+    db,
+    dns_lookup,
+    order_timeouts,
+    progress,
+    retry_if_retryable,
+    settings,
+)
 
 ACME_TASK = {
     "cache_policy": NO_CACHE,
@@ -30,34 +34,6 @@ ACME_TASK = {
     "retry_condition_fn": retry_if_retryable,
     "persist_result": False,
 }
-
-
-@functools.cache
-def _shared_lookup(resolvers: tuple[str, ...], query_port: int) -> DNSLookup:
-    return DNSLookup(resolvers, query_port=query_port)
-
-
-def _lookup() -> DNSLookup:
-    """One DNS lookup per resolver setting in this process (it remembers zones' NS sets)."""
-    conf = settings()
-    return _shared_lookup(tuple(conf.dns_resolvers), conf.dns_query_port)
-
-
-def _timeouts() -> issuance.Timeouts:
-    conf = settings()
-    return issuance.Timeouts(
-        propagation=conf.propagation_timeout,
-        propagation_interval=conf.propagation_interval,
-        validation=conf.acme_timeout,
-        finalize=conf.acme_timeout,
-    )
-
-
-def _journal() -> ChallengeJournal:
-    """The challenge journal of this run (values a crash leaves behind are swept later)."""
-    return ChallengeJournal(
-        open_database(settings().resolved_database_url), flow_run_id=current_flow_run_id()
-    )
 
 
 def _providers_for(s: Session, records: list[ChallengeRecord]) -> dict[str, DNSProvider]:
@@ -85,7 +61,7 @@ def plan_txt_records(challenges: list[DNSChallenge]) -> list[ChallengeRecord]:
     """Where each TXT value goes (CNAME delegation followed) and through which provider."""
     with db() as s:
         configured = ConfiguredProviders(s)
-        return issuance.plan_challenge_records(challenges, _lookup(), configured.name_for)
+        return issuance.plan_challenge_records(challenges, dns_lookup(), configured.name_for)
 
 
 @task(name="add_txt_records", **ACME_TASK)  # type: ignore[call-overload]
@@ -93,7 +69,7 @@ def add_txt_records(records: list[ChallengeRecord]) -> None:
     """Write every TXT value through its DNS provider (journaled first, for ``sweep``)."""
     with db() as s:
         providers = _providers_for(s, records)
-    issuance.add_txt_records(records, providers, progress, _journal())
+    issuance.add_txt_records(records, providers, progress, challenge_journal())
 
 
 @task(name="await_propagation", **ACME_TASK)  # type: ignore[call-overload]
@@ -104,8 +80,8 @@ def await_propagation(records: list[ChallengeRecord]) -> dict[str, list[str]]:
     return issuance.check_propagation(
         records,
         providers,
-        _lookup(),
-        _timeouts(),
+        dns_lookup(),
+        order_timeouts(),
         progress,
     )
 
@@ -115,7 +91,7 @@ def answer_challenges(ca: str, challenges: list[DNSChallenge]) -> None:
     """Tell the CA the records are there and wait until it validated them all."""
     with db() as s:
         session = open_session(s, ca, settings())
-    session.answer_challenges(challenges, timeout=_timeouts().validation)
+    session.answer_challenges(challenges, timeout=order_timeouts().validation)
     progress(f"validated: {len(challenges)} challenge(s)")
 
 
@@ -124,7 +100,7 @@ def finalize_order(ca: str, order: OrderHandle) -> IssuedCertificate:
     """Finalize the order with its CSR and download the certificate chain."""
     with db() as s:
         session = open_session(s, ca, settings())
-    issued = session.finalize(order, timeout=_timeouts().finalize)
+    issued = session.finalize(order, timeout=order_timeouts().finalize)
     progress("finalized: certificate downloaded")
     return issued
 
@@ -136,4 +112,4 @@ def cleanup_txt_records(records: list[ChallengeRecord]) -> list[str]:
         return []
     with db() as s:
         providers = _providers_for(s, records)
-    return issuance.cleanup_txt_records(records, providers, progress, _journal())
+    return issuance.cleanup_txt_records(records, providers, progress, challenge_journal())

@@ -10,6 +10,7 @@ from typing import Any
 from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from core import errors
 from core.acme_client import IssuedCertificate
@@ -139,64 +140,114 @@ def store_certificate(
     """
     target = stores_from_settings(settings())[store]
     key_pem = target.read_staging_key(request_id) if request_id else None
-    info = parse_certificate_pem(issued.cert_pem)
     with db() as s:
-        vendor = repo.get_ca(s, ca)
-        # the scan recognises this CA's certificates by the issuer it learns here
-        learned = info.issuer_common_name or info.issuer_organization
-        repo.add_issuer_names(s, vendor, [learned] if learned else [])
-        existing = repo.get_certificate(s, certificate_id) if certificate_id else None
-        folder = target.folder_for(names) if existing is None else Path(existing.folder)
-        stored = target.write(
-            folder,
-            cert_pem=issued.cert_pem.encode(),
-            chain_pem=issued.chain_pem.encode(),
-            fullchain_pem=issued.fullchain_pem.encode(),
-            key_pem=key_pem,
-            metadata={
-                "names": names,
-                "ca": ca,
-                "serial": info.serial,
-                "not_after": info.not_after.isoformat(),
-                "issued_at": dt.datetime.now(dt.UTC).isoformat(),
-            },
-        )
-        fields = {
-            "store": store,
-            "folder": str(stored.folder),
-            **inventory.certificate_columns(info),
-            "ca_vendor_id": vendor.id,
-            "issued_by_ca_id": vendor.id,
-            "status": "active",
-            "failure_count": 0,
-            "last_error": None,
-            "next_attempt_at": None,
-        }
-        if existing is None:
-            cert = repo.add_certificate(
-                s,
-                **fields,
-                enrollment=enrollment,
-                csr_fields=csr_fields or {},
-                reuse_key=reuse_key,
-                source="acmeflow",
-            )
-        else:
-            cert = repo.update_certificate(s, existing, **fields)
-        entry = repo.get_log_entry(s, log_id)
-        repo.log_finish(
+        saved = save_issued(
             s,
-            entry,
-            status="success",
-            message=f"certificate issued, serial {info.serial}",
-            serial=info.serial,
-            certificate_id=cert.id,
+            IssuedSet(
+                ca=ca,
+                store=store,
+                names=names,
+                issued=issued,
+                key_pem=key_pem,
+                log_id=log_id,
+                enrollment=enrollment,
+                csr_fields=csr_fields,
+                reuse_key=reuse_key,
+                certificate_id=certificate_id,
+            ),
         )
-        cert_id = cert.id
     if request_id:
         target.discard_staging_key(request_id)
-    progress(f"stored in the {store} store: {stored.folder} (certificate {cert_id})")
-    return cert_id
+    progress(f"stored in the {store} store: {saved.folder} (certificate {saved.certificate_id})")
+    return saved.certificate_id
+
+
+@dataclass(frozen=True)
+class IssuedSet:
+    """A certificate the CA issued, with what its store and records need."""
+
+    ca: str
+    store: str
+    names: list[str]
+    issued: IssuedCertificate
+    key_pem: bytes | None  # None: keep the key stored in the folder (reuse_key)
+    log_id: int
+    enrollment: str
+    csr_fields: dict[str, Any] | None
+    reuse_key: bool = False
+    certificate_id: int | None = None  # a renewal updates this certificate
+    folder: Path | None = None  # where to store it; default: a new folder or the renewed one's
+
+
+@dataclass(frozen=True)
+class SavedCertificate:
+    """Where an issued certificate went."""
+
+    certificate_id: int
+    folder: Path
+    info: CertificateInfo
+
+
+def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
+    """Write ``new`` into its store, then record it (row, CA issuer names, history) in ``s``.
+
+    The files are in place before any row changes; a renewal keeps the previous version.
+    """
+    target = stores_from_settings(settings())[new.store]
+    info = parse_certificate_pem(new.issued.cert_pem)
+    vendor = repo.get_ca(s, new.ca)
+    # the scan recognises this CA's certificates by the issuer it learns here
+    learned = info.issuer_common_name or info.issuer_organization
+    repo.add_issuer_names(s, vendor, [learned] if learned else [])
+    existing = repo.get_certificate(s, new.certificate_id) if new.certificate_id else None
+    folder = new.folder or (
+        target.folder_for(new.names) if existing is None else Path(existing.folder)
+    )
+    stored = target.write(
+        folder,
+        cert_pem=new.issued.cert_pem.encode(),
+        chain_pem=new.issued.chain_pem.encode(),
+        fullchain_pem=new.issued.fullchain_pem.encode(),
+        key_pem=new.key_pem,
+        metadata={
+            "names": new.names,
+            "ca": new.ca,
+            "serial": info.serial,
+            "not_after": info.not_after.isoformat(),
+            "issued_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    )
+    fields = {
+        "store": new.store,
+        "folder": str(stored.folder),
+        **inventory.certificate_columns(info),
+        "ca_vendor_id": vendor.id,
+        "issued_by_ca_id": vendor.id,
+        "status": "active",
+        "failure_count": 0,
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+    if existing is None:
+        cert = repo.add_certificate(
+            s,
+            **fields,
+            enrollment=new.enrollment,
+            csr_fields=new.csr_fields or {},
+            reuse_key=new.reuse_key,
+            source="acmeflow",
+        )
+    else:
+        cert = repo.update_certificate(s, existing, **fields)
+    repo.log_finish(
+        s,
+        repo.get_log_entry(s, new.log_id),
+        status="success",
+        message=f"certificate issued, serial {info.serial}",
+        serial=info.serial,
+        certificate_id=cert.id,
+    )
+    return SavedCertificate(certificate_id=cert.id, folder=stored.folder, info=info)
 
 
 def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
@@ -204,18 +255,22 @@ def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
     return parse_certificate(x509.load_pem_x509_certificate(cert_pem.encode()))
 
 
+def log_failure(s: Session, log_id: int, exc: BaseException) -> None:
+    """Close history entry ``log_id`` as failed with the catalog message and detail of ``exc``."""
+    message, detail, root_cause = errors.describe_failure(exc)
+    repo.log_finish(
+        s,
+        repo.get_log_entry(s, log_id),
+        status="failed",
+        message=message,
+        detail=detail,
+        root_cause=root_cause,
+    )
+
+
 def _fail(log_id: int, exc: BaseException) -> None:
     with db() as s:
-        entry = repo.get_log_entry(s, log_id)
-        message, detail, root_cause = errors.describe_failure(exc)
-        repo.log_finish(
-            s,
-            entry,
-            status="failed",
-            message=message,
-            detail=detail,
-            root_cause=root_cause,
-        )
+        log_failure(s, log_id, exc)
 
 
 @task(name="record_failure", **STEP)  # type: ignore[call-overload]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -15,8 +16,11 @@ from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
+from core.dns01 import DNSLookup
 from core.errors import AcmeflowError, SecretError
+from core.issuance import Timeouts
 from core.secrets import set_block_resolver
+from core.state.challenge_journal import ChallengeJournal
 from core.state.db import open_database, session_scope
 
 progress_log = logging.getLogger("acmeflow.progress")
@@ -37,6 +41,35 @@ set_block_resolver(prefect_block_secret)
 def settings() -> Settings:
     """The settings of this process."""
     return get_settings()
+
+
+@functools.cache
+def _shared_lookup(resolvers: tuple[str, ...], query_port: int) -> DNSLookup:
+    return DNSLookup(resolvers, query_port=query_port)
+
+
+def dns_lookup() -> DNSLookup:
+    """One DNS lookup per resolver setting in this process (it remembers zones' NS sets)."""
+    conf = settings()
+    return _shared_lookup(tuple(conf.dns_resolvers), conf.dns_query_port)
+
+
+def order_timeouts() -> Timeouts:
+    """The deadlines of an order's slow steps, from the settings."""
+    conf = settings()
+    return Timeouts(
+        propagation=conf.propagation_timeout,
+        propagation_interval=conf.propagation_interval,
+        validation=conf.acme_timeout,
+        finalize=conf.acme_timeout,
+    )
+
+
+def challenge_journal() -> ChallengeJournal:
+    """The challenge journal of this run (values a crash leaves behind are swept later)."""
+    return ChallengeJournal(
+        open_database(settings().resolved_database_url), flow_run_id=current_flow_run_id()
+    )
 
 
 @contextmanager

@@ -1,11 +1,13 @@
 """Prefect tasks of the ``renew`` flow: plan (select, ask ARI, check DNS mapping) and renew one
-certificate with the same steps as ``issue``.
+certificate with the same core steps as ``issue``.
 
 One certificate is one task run (``renew_certificate-<id>``) whose log shows every step. The
-steps are the functions of the tasks in :mod:`tasks.acme` and :mod:`tasks.certificates`, called
-through ``.fn``: the same code as ``issue``, without eleven nested task runs per certificate
-(which cost a third of the wall time of a 200-certificate run and flood the API server of a
-large inventory). A failed renewal is not retried by Prefect: it is backed off per certificate.
+steps are the core's (:func:`core.issuance.issue_certificate`), the same code the ``issue``
+flow's tasks call one by one, without eleven nested task runs per certificate (which cost a
+third of the wall time of a 200-certificate run and flood the API server of a large
+inventory). Checks and loading happen in one transaction, the result is stored and recorded
+in another: a bulk run spends its time at the CA, not on small queries. A failed renewal is
+not retried by Prefect: it is backed off per certificate.
 
 Concurrency limits are process-local ``threading.BoundedSemaphore`` objects sized from the
 settings (``per_ca_concurrency``, ``per_dns_provider_concurrency``): they need no server-side
@@ -20,7 +22,6 @@ import datetime as dt
 import logging
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,28 +31,32 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from core import errors, renewal
-from core.accounts import endpoint_for
-from core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields, build_csr
+from core import errors, issuance, renewal
+from core.accounts import endpoint_for, open_session
+from core.acme_client import AcmeSession
+from core.dnsprovider import DNSProvider
+from core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields, build_csr, generate_private_key
+from core.names import normalize_names
 from core.state import renewals, repo
 from core.state.models import CAVendor
-from core.stores import CERT_FILE, PREVIOUS_DIR, CertificateStore, stores_from_settings
-from tasks.acme import (
-    add_txt_records,
-    answer_challenges,
-    await_propagation,
-    cleanup_txt_records,
-    finalize_order,
-    place_order,
-    plan_txt_records,
+from core.stores import (
+    CERT_FILE,
+    PREVIOUS_DIR,
+    STORE_KINDS,
+    CertificateStore,
+    stores_from_settings,
 )
-from tasks.certificates import (
-    check_request,
-    prepare_key_and_csr,
-    record_failure,
-    store_certificate,
+from providers.configured import ConfiguredProviders
+from tasks.certificates import IssuedSet, log_failure, save_issued
+from tasks.common import (
+    challenge_journal,
+    current_flow_run_id,
+    db,
+    dns_lookup,
+    order_timeouts,
+    progress,
+    settings,
 )
-from tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 renew_log = logging.getLogger("acmeflow.renew")
@@ -343,24 +348,18 @@ def _managed_folder(target: CertificateStore, folder: str) -> Path | None:
     return None
 
 
-def prepare_renewal_csr(
-    *, store: str, folder: str, names: list[str], csr_fields: dict[str, Any]
-) -> bytes:
-    """A CSR signed by the certificate's current key (``reuse_key``); the key stays on disk."""
-    target = stores_from_settings(settings())[store]
+def _reused_key(target: CertificateStore, folder: str) -> bytes:
+    """The certificate's current key, for a renewal that reuses it (it stays on disk)."""
     managed = _managed_folder(target, folder)
     if managed is None:
         raise errors.InvalidKey(
             detail=f"{folder}: the certificate is set to reuse its key, but no privkey.pem is "
             "stored with it"
         )
-    key_path = target.read(managed).privkey
     try:
-        key_pem = key_path.read_bytes()
+        return target.read(managed).privkey.read_bytes()
     except FileNotFoundError:
         raise errors.InvalidKey(detail=f"no private key to reuse in {managed}") from None
-    progress("reusing the certificate's key")
-    return build_csr(key_pem, CSRFields(**{**csr_fields, "names": names}))
 
 
 def _place_folder(job: RenewalJob, target: CertificateStore) -> tuple[Path, Path | None]:
@@ -385,10 +384,107 @@ def _adopt_loose_file(target_folder: Path, loose: Path, serial: str | None) -> N
     shutil.move(str(loose), dest / loose.name)
 
 
-def _serial_and_expiry(certificate_id: int) -> tuple[str | None, dt.datetime | None]:
+@dataclass
+class _Started:
+    """A renewal past its checks: history entry, ACME session, DNS providers, all loaded in
+    one transaction (a bulk run would otherwise spend its time on small queries)."""
+
+    log_id: int
+    names: list[str]
+    acme: AcmeSession
+    index: renewals.ProviderIndex
+    providers: dict[str, DNSProvider]
+
+    def provider_for(self, fqdn: str) -> str:
+        """The provider writing ``fqdn`` (a CNAME target may use one the names do not)."""
+        name = self.index.providers_for([fqdn])[fqdn]
+        if name not in self.providers:
+            with db() as s:
+                self.providers[name] = ConfiguredProviders(s).get(name)
+        return name
+
+
+class _CheckFailed(Exception):
+    """A check failed before anything was ordered (already logged in the history)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _start(job: RenewalJob) -> _Started:
+    """Open the history entry, check names, CA and DNS mapping again (the configuration may
+    have changed since the plan), load the ACME session and the DNS providers. A failed
+    check is logged in the history and raised as :class:`_CheckFailed`."""
+    conf = settings()
+    failure: BaseException | None = None
     with db() as s:
-        cert = repo.get_certificate(s, certificate_id)
-        return cert.serial, cert.not_after
+        entry = repo.log_start(
+            s,
+            kind="renew",
+            names=job.names,
+            ca_name=job.ca,
+            store=job.store,
+            certificate_id=job.certificate_id,
+            flow_run_id=current_flow_run_id(),
+        )
+        try:
+            names = normalize_names(job.names)
+            if job.store not in STORE_KINDS:
+                raise errors.ConfigError(detail=f"unknown store {job.store!r}")
+            index = renewals.provider_index(s)
+            wanted = set(index.providers_for(names).values())
+            acme = open_session(s, job.ca, conf)
+            configured = ConfiguredProviders(s)
+            providers = {name: configured.get(name) for name in sorted(wanted)}
+        except Exception as exc:
+            log_failure(s, entry.id, exc)
+            failure = exc
+        log_id = entry.id
+    if failure is not None:
+        raise _CheckFailed(failure)
+    progress(f"request checked: {', '.join(names)} via {', '.join(sorted(wanted))}")
+    return _Started(log_id=log_id, names=names, acme=acme, index=index, providers=providers)
+
+
+def _renewal_csr(
+    job: RenewalJob, names: list[str], target: CertificateStore
+) -> tuple[bytes, bytes | None]:
+    """(CSR, new key): a new ``key_type`` key, or the stored key (``reuse_key``; new key None).
+
+    A new key stays in memory until the store writes it with the certificate.
+    """
+    fields = CSRFields(**{**job.csr_fields, "names": names})
+    if job.reuse_key:
+        progress("reusing the certificate's key")
+        return build_csr(_reused_key(target, job.folder), fields), None
+    key_pem = generate_private_key(job.key_type)  # type: ignore[arg-type]
+    progress(f"generated a new {job.key_type} key")
+    return build_csr(key_pem, fields), key_pem
+
+
+def _record_failed_attempt(
+    job: RenewalJob, exc: BaseException, log_id: int | None, at: dt.datetime
+) -> None:
+    """Close the history entry (if still open), count the failure and back off."""
+    message = (
+        exc.message
+        if isinstance(exc, errors.AcmeflowError)
+        else f"Unexpected failure: {type(exc).__name__}"
+    )
+    with db() as s:
+        if log_id is not None:
+            log_failure(s, log_id, exc)
+        next_at = renewals.record_failure(
+            s, job.certificate_id, message, now=at, retry_after=getattr(exc, "retry_after", None)
+        )
+    renew_log.warning(
+        "failed: certificate %s (%s): %s; next attempt after %s",
+        job.certificate_id,
+        ", ".join(job.names),
+        message,
+        f"{next_at:%Y-%m-%d %H:%M}" if next_at else "?",
+    )
 
 
 @task(name="renew_certificate", task_run_name="renew_certificate-{job.certificate_id}", **STEP)  # type: ignore[call-overload]
@@ -396,102 +492,59 @@ def renew_certificate(job: RenewalJob, now: str) -> RenewalOutcome:
     """Renew one certificate: same names, CSR fields, store, enrollment; a new key unless it
     reuses its key; ``replaces`` sent when the CA knows the old certificate (ARI).
 
-    The certificate in service is replaced only by ``store_certificate``, after the CA issued
-    the new one. A failure is logged, counted and backed off, then raised (this task fails,
-    the other renewals of the run go on).
+    The steps are the core's (:func:`core.issuance.issue_certificate`: order, present every
+    TXT value, check every authoritative nameserver, answer, finalize, always clean up). The
+    certificate in service is replaced only after the CA issued the new one, and its record
+    is updated in the same transaction. A failure is logged, counted and backed off, then
+    raised (this task fails, the other renewals of the run go on).
     """
     at = parse_now(now)
-    request_id = uuid.uuid4().hex
     log_id: int | None = None
     with concurrency_slots(job.ca, job.providers):
         try:
-            checked = check_request.fn(
-                kind="renew",
-                ca=job.ca,
-                names=job.names,
-                store=job.store,
-                certificate_id=job.certificate_id,
-                allow_duplicate=True,
-            )
-            log_id = checked.log_id
+            started = _start(job)
+            log_id = started.log_id
             target = stores_from_settings(settings())[job.store]
             folder, loose = _place_folder(job, target)
-            if job.reuse_key:
-                csr = prepare_renewal_csr(
-                    store=job.store,
-                    folder=job.folder,
-                    names=checked.names,
-                    csr_fields=job.csr_fields,
+            csr, key_pem = _renewal_csr(job, started.names, target)
+            issued = issuance.issue_certificate(
+                started.acme,
+                csr,
+                lookup=dns_lookup(),
+                provider_for=started.provider_for,
+                providers=started.providers,
+                timeouts=order_timeouts(),
+                replaces=job.replaces,
+                progress=progress,
+                journal=challenge_journal(),
+            )
+            with db() as s:
+                saved = save_issued(
+                    s,
+                    IssuedSet(
+                        ca=job.ca,
+                        store=job.store,
+                        names=started.names,
+                        issued=issued,
+                        key_pem=key_pem,
+                        log_id=log_id,
+                        enrollment=job.enrollment,
+                        csr_fields=job.csr_fields,
+                        reuse_key=job.reuse_key,
+                        certificate_id=job.certificate_id,
+                        folder=folder,
+                    ),
                 )
-            else:
-                csr = prepare_key_and_csr.fn(
-                    request_id=request_id,
-                    store=job.store,
-                    names=checked.names,
-                    key_type=job.key_type,
-                    csr_fields=job.csr_fields,
-                    csr_pem=None,
-                    key_staged=False,
-                )
-            order, challenges = place_order.fn(job.ca, csr, replaces=job.replaces)
-            records: list[Any] = []
-            try:
-                records = plan_txt_records.fn(challenges)
-                add_txt_records.fn(records)
-                await_propagation.fn(records)
-                answer_challenges.fn(job.ca, challenges)
-                issued = finalize_order.fn(job.ca, order)
-            finally:
-                cleanup_txt_records.fn(records)
-            if str(folder) != job.folder:
-                with db() as s:
-                    renewals.set_folder(s, job.certificate_id, str(folder))
-            try:
-                store_certificate.fn(
-                    request_id=None if job.reuse_key else request_id,
-                    log_id=log_id,
-                    ca=job.ca,
-                    store=job.store,
-                    names=checked.names,
-                    issued=issued,
-                    enrollment=job.enrollment,
-                    csr_fields=job.csr_fields,
-                    reuse_key=job.reuse_key,
-                    certificate_id=job.certificate_id,
-                )
-            except BaseException:
-                if str(folder) != job.folder:
-                    with db() as s:
-                        renewals.set_folder(s, job.certificate_id, job.folder)
-                raise
+                renewals.record_success(s, job.certificate_id, now=at, renew_days=job.renew_days)
+            progress(f"stored in the {job.store} store: {saved.folder}")
             if loose is not None:
                 _adopt_loose_file(folder, loose, job.serial)
+        except _CheckFailed as failed:
+            _record_failed_attempt(job, failed.cause, None, at)
+            raise failed.cause from None
         except BaseException as exc:
-            if log_id is not None:
-                record_failure.fn(log_id, exc, store=job.store, request_id=request_id)
-            else:
-                stores_from_settings(settings())[job.store].discard_staging_key(request_id)
-            message = (
-                exc.message
-                if isinstance(exc, errors.AcmeflowError)
-                else f"Unexpected failure: {type(exc).__name__}"
-            )
-            retry_after = getattr(exc, "retry_after", None)
-            with db() as s:
-                next_at = renewals.record_failure(
-                    s, job.certificate_id, message, now=at, retry_after=retry_after
-                )
-            renew_log.warning(
-                "failed: certificate %s (%s): %s; next attempt after %s",
-                job.certificate_id,
-                ", ".join(job.names),
-                message,
-                f"{next_at:%Y-%m-%d %H:%M}" if next_at else "?",
-            )
+            _record_failed_attempt(job, exc, log_id, at)
             raise
-    with db() as s:
-        renewals.record_success(s, job.certificate_id, now=at, renew_days=job.renew_days)
-    serial, not_after = _serial_and_expiry(job.certificate_id)
     outcome = RenewalOutcome(
         certificate_id=job.certificate_id,
         names=job.names,
@@ -499,8 +552,8 @@ def renew_certificate(job: RenewalJob, now: str) -> RenewalOutcome:
         status="renewed",
         message=job.reason,
         old_serial=job.serial,
-        serial=serial,
-        not_after=not_after,
+        serial=saved.info.serial,
+        not_after=saved.info.not_after,
     )
     _log_outcome(outcome)
     return outcome
