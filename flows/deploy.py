@@ -3,8 +3,9 @@
 Each deployment is its own task run (retried on transient errors), recorded in the history
 (kind ``deploy``) and on its binding. One failing target never stops the others; the flow ends
 Failed when any target failed, after every outcome is recorded. :func:`deploy_after_store`
-is what ``issue`` and ``renew`` call once a certificate is stored: zero-touch certificates
-are deployed at once, certificate-store ones wait for ``acmeflow deploy``.
+(``issue``) and :func:`deploy_after_renewals` (``renew``) run once certificates are stored:
+zero-touch certificates are deployed at once, certificate-store ones wait for
+``acmeflow deploy``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from core import errors
 from core.errors import mask_secrets
 from tasks.common import progress, publish_artifact, retry_if_retryable, settings
 from tasks.deploy import (
+    AutoDeploy,
     DeployJob,
     DeployPlan,
     DeployResult,
     auto_deploy_decision,
+    auto_deploy_decisions,
     bind_targets,
     deploy_to_target,
     plan_deployments,
@@ -146,12 +149,35 @@ def deploy_after_store(
             bind_targets(certificate_id, targets)
         decision = auto_deploy_decision(certificate_id)
     except Exception as exc:  # the certificate is stored: a deploy problem never undoes that
-        if isinstance(exc, errors.AcmeflowError):
-            why = f"{exc.message} {exc.detail or ''}".strip()
-        else:
-            why = f"unexpected {type(exc).__name__}"
-        progress(f"certificate {certificate_id} not deployed: {why}")
+        _not_deployed([certificate_id], exc)
         return None
+    return _deploy_now(certificate_id, decision)
+
+
+def deploy_after_renewals(certificate_ids: list[int]) -> None:
+    """:func:`deploy_after_store` for the certificates a ``renew`` run stored: one look at
+    their stores and bindings, then a ``deploy`` run for each zero-touch one with targets."""
+    if not certificate_ids:
+        return
+    try:
+        decisions = auto_deploy_decisions(certificate_ids)
+    except Exception as exc:  # the certificates are stored: never undo that
+        _not_deployed(certificate_ids, exc)
+        return
+    for certificate_id in certificate_ids:
+        _deploy_now(certificate_id, decisions[certificate_id])
+
+
+def _not_deployed(certificate_ids: list[int], exc: Exception) -> None:
+    if isinstance(exc, errors.AcmeflowError):
+        why = f"{exc.message} {exc.detail or ''}".strip()
+    else:
+        why = f"unexpected {type(exc).__name__}"
+    for certificate_id in certificate_ids:
+        progress(f"certificate {certificate_id} not deployed: {why}")
+
+
+def _deploy_now(certificate_id: int, decision: AutoDeploy) -> dict[str, Any] | None:
     if not decision.deploy:
         return None
     progress(f"zero-touch: deploying certificate {certificate_id} to {', '.join(decision.targets)}")

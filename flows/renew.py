@@ -15,7 +15,7 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.deploy import deploy_after_store
+from flows.deploy import deploy_after_renewals
 from tasks.common import progress, publish_artifact, settings
 from tasks.renew import (
     RenewalJob,
@@ -89,10 +89,8 @@ def renew(
                         progress=100.0 * done / total,
                         description=f"{done} of {total} renewal(s) done",
                     )
-    for outcome in outcomes:
-        if outcome.status == "renewed":
-            # zero-touch certificates go to their targets now (never fails the renewal)
-            deploy_after_store(outcome.certificate_id)
+    # zero-touch certificates go to their targets now (never fails the renewal)
+    deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
     summary = _summary(outcomes, plan.not_due, plan.considered)
     rows = summary["results"]
     if rows:

@@ -17,6 +17,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
+from sqlalchemy.orm import Session
 
 from core import errors
 from core.errors import mask_secrets
@@ -114,19 +115,20 @@ class AutoDeploy:
 # --- history helpers ---------------------------------------------------------------------------
 
 
-def _log_skip(cert: Certificate, message: str, detail: str | None, flow_run_id: str | None) -> int:
-    with db() as s:
-        entry = repo.log_start(
-            s,
-            kind="deploy",
-            names=list(cert.names),
-            ca_name=None,
-            store=cert.store,
-            certificate_id=cert.id,
-            flow_run_id=flow_run_id,
-        )
-        repo.log_finish(s, entry, status="skipped", message=message, detail=detail)
-        return entry.id
+def _log_skip(
+    s: Session, cert: Certificate, message: str, detail: str | None, flow_run_id: str | None
+) -> int:
+    entry = repo.log_start(
+        s,
+        kind="deploy",
+        names=list(cert.names),
+        ca_name=None,
+        store=cert.store,
+        certificate_id=cert.id,
+        flow_run_id=flow_run_id,
+    )
+    repo.log_finish(s, entry, status="skipped", message=message, detail=detail)
+    return entry.id
 
 
 def _record_failure(
@@ -212,29 +214,42 @@ def bind_targets(certificate_id: int, target_names: list[str]) -> list[str]:
 def auto_deploy_decision(certificate_id: int) -> AutoDeploy:
     """After a certificate was stored: zero-touch ones with bound targets are deployed now;
     certificate-store ones wait for ``acmeflow deploy`` (said in the log and the history)."""
+    return auto_deploy_decisions([certificate_id])[certificate_id]
+
+
+def auto_deploy_decisions(certificate_ids: list[int]) -> dict[int, AutoDeploy]:
+    """:func:`auto_deploy_decision` for many certificates (a renewal run) in one transaction."""
+    decisions: dict[int, AutoDeploy] = {}
+    flow_run_id = current_flow_run_id()
     with db() as s:
-        cert = repo.get_certificate(s, certificate_id)
-        bound = [b.target.name for b in targets.bindings_for_certificate(s, certificate_id)]
-        s.expunge(cert)
-    if cert.store != "zero-touch":
-        reason = (
-            f"certificate {certificate_id} is in the {cert.store} store: the new certificate "
-            f"awaits manual deployment (`acmeflow deploy {certificate_id}`)"
-        )
-        progress(reason)
-        if bound:
-            _log_skip(
-                cert,
-                "The new certificate awaits manual deployment.",
-                f"{reason}; bound target(s): {', '.join(bound)}",
-                current_flow_run_id(),
+        bound_by_id = targets.bound_target_names(s, certificate_ids)
+        for certificate_id in certificate_ids:
+            cert = repo.get_certificate(s, certificate_id)
+            bound = bound_by_id.get(certificate_id, [])
+            if cert.store != "zero-touch":
+                reason = (
+                    f"certificate {certificate_id} is in the {cert.store} store: the new "
+                    f"certificate awaits manual deployment (`acmeflow deploy {certificate_id}`)"
+                )
+                if bound:
+                    _log_skip(
+                        s,
+                        cert,
+                        "The new certificate awaits manual deployment.",
+                        f"{reason}; bound target(s): {', '.join(bound)}",
+                        flow_run_id,
+                    )
+            elif not bound:
+                reason = f"certificate {certificate_id}: no deploy target bound, nothing to deploy"
+            else:
+                reason = "zero-touch"
+            decisions[certificate_id] = AutoDeploy(
+                deploy=reason == "zero-touch", store=cert.store, targets=bound, reason=reason
             )
-        return AutoDeploy(deploy=False, store=cert.store, targets=bound, reason=reason)
-    if not bound:
-        reason = f"certificate {certificate_id}: no deploy target bound, nothing to deploy"
-        progress(reason)
-        return AutoDeploy(deploy=False, store=cert.store, targets=[], reason=reason)
-    return AutoDeploy(deploy=True, store=cert.store, targets=bound, reason="zero-touch")
+    for decision in decisions.values():
+        if not decision.deploy:
+            progress(decision.reason)
+    return decisions
 
 
 @task(name="plan_deployments", **STEP)  # type: ignore[call-overload]

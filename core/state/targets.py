@@ -230,6 +230,22 @@ def bindings_for_certificate(
     return bindings
 
 
+def bound_target_names(s: Session, certificate_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The names of the targets bound to each certificate (sorted), in one query."""
+    ids = sorted(set(certificate_ids))
+    found: dict[int, list[str]] = {i: [] for i in ids}
+    for i in range(0, len(ids), 500):
+        rows = s.execute(
+            select(TargetBinding.certificate_id, DeployTargetConfig.name)
+            .join(TargetBinding.target)
+            .where(TargetBinding.certificate_id.in_(ids[i : i + 500]))
+            .order_by(DeployTargetConfig.name)
+        )
+        for cert_id, name in rows:
+            found[cert_id].append(name)
+    return found
+
+
 def bindings_for_target(s: Session, target_name: str) -> list[TargetBinding]:
     """The bindings of a target (certificates loaded), by certificate id."""
     target = get_target(s, target_name)
