@@ -583,65 +583,32 @@ class AcmeSession:
             )
         return result
 
-    def answer_challenges(
-        self, items: list[DNSChallenge], *, timeout: float, order: OrderHandle | None = None
-    ) -> None:
-        """Tell the CA every challenge is ready, then poll until all are valid.
-
-        With the ``order``, the order is polled (one request per round, "ready" once every
-        authorization is valid; RFC 8555 7.1.6) and the authorizations are read only to
-        explain a failure; without it, each authorization is polled.
-        """
+    def answer_challenges(self, items: list[DNSChallenge], *, timeout: float) -> None:
+        """Tell the CA every challenge is ready, then poll until all are valid."""
         response = challenges.DNS01Response()
         for item in items:
             self._call("challenge", partial(self._post, item.challenge_url, response))
         end = self._clock() + timeout
+        pending = {item.authorization_url: item for item in items}
+        last: requests.Response | None = None
         with self.deadline(timeout):
-            if order is not None and items:
-                self._await_order_ready(order, items, end)
-                return
-            pending = {item.authorization_url: item for item in items}
-            last: requests.Response | None = None
             while pending:
                 for url in list(pending):
                     http = self._call("challenge", partial(self._get, url))
-                    if self._authorization_done(http, pending[url]):
+                    authz = messages.Authorization.from_json(http.json())
+                    if authz.status == messages.STATUS_VALID:
                         del pending[url]
+                    elif authz.status in (messages.STATUS_INVALID, messages.STATUS_DEACTIVATED):
+                        problems = [c.error for c in authz.challenges if c.error is not None]
+                        if problems:
+                            raise translate_problem(problems[0], "challenge")
+                        raise errors.ChallengeFailed(
+                            detail=f"{pending[url].identifier}: authorization {authz.status}"
+                        )
                     else:
                         last = http
                 if pending:
                     self._wait(last, end, "authorizations")
-
-    def _authorization_done(self, http: requests.Response, item: DNSChallenge) -> bool:
-        """True when valid, False while pending; the catalog error when it failed."""
-        authz = messages.Authorization.from_json(http.json())
-        if authz.status == messages.STATUS_VALID:
-            return True
-        if authz.status in (messages.STATUS_INVALID, messages.STATUS_DEACTIVATED):
-            problems = [c.error for c in authz.challenges if c.error is not None]
-            if problems:
-                raise translate_problem(problems[0], "challenge")
-            raise errors.ChallengeFailed(detail=f"{item.identifier}: authorization {authz.status}")
-        return False
-
-    def _await_order_ready(self, order: OrderHandle, items: list[DNSChallenge], end: float) -> None:
-        while True:
-            http = self._call("challenge", partial(self._get, order.url))
-            body = messages.Order.from_json(http.json())
-            if body.status in (
-                messages.STATUS_READY,
-                messages.STATUS_PROCESSING,
-                messages.STATUS_VALID,
-            ):
-                return
-            if body.status == messages.STATUS_INVALID:
-                for item in items:  # which authorization failed, and why
-                    authz_http = self._call("challenge", partial(self._get, item.authorization_url))
-                    self._authorization_done(authz_http, item)
-                raise errors.ChallengeFailed(
-                    detail=problem_text(body.error) if body.error else "the order is invalid"
-                )
-            self._wait(http, end, "authorizations")
 
     def finalize(self, order: OrderHandle, *, timeout: float) -> IssuedCertificate:
         """Finalize with the order's CSR, poll until valid, download the chain(s)."""

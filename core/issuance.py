@@ -217,7 +217,7 @@ def issue_certificate(
         records = plan_challenge_records(challenges, lookup, provider_for)
         add_txt_records(records, providers, progress, journal)
         check_propagation(records, providers, lookup, timeouts, progress)
-        session.answer_challenges(challenges, timeout=timeouts.validation, order=order)
+        session.answer_challenges(challenges, timeout=timeouts.validation)
         progress(f"validated: {len(challenges)} challenge(s)")
         issued = session.finalize(order, timeout=timeouts.finalize)
         progress("finalized: certificate downloaded")

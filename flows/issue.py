@@ -63,7 +63,7 @@ def issue(
             records = plan_txt_records(challenges)
             add_txt_records(records)
             await_propagation(records)
-            answer_challenges(ca, challenges, order)
+            answer_challenges(ca, challenges)
             issued = finalize_order(ca, order)
         finally:
             cleanup_txt_records(records)

@@ -87,14 +87,11 @@ def await_propagation(records: list[ChallengeRecord]) -> dict[str, list[str]]:
 
 
 @task(name="answer_challenges", **ACME_TASK)  # type: ignore[call-overload]
-def answer_challenges(
-    ca: str, challenges: list[DNSChallenge], order: OrderHandle | None = None
-) -> None:
-    """Tell the CA the records are there and wait until it validated them all (polling the
-    order when given: one request per round)."""
+def answer_challenges(ca: str, challenges: list[DNSChallenge]) -> None:
+    """Tell the CA the records are there and wait until it validated them all."""
     with db() as s:
         session = open_session(s, ca, settings())
-    session.answer_challenges(challenges, timeout=order_timeouts().validation, order=order)
+    session.answer_challenges(challenges, timeout=order_timeouts().validation)
     progress(f"validated: {len(challenges)} challenge(s)")
 
 

@@ -278,47 +278,6 @@ def test_polling_honours_retry_after(ca, session_factory, fake_time) -> None:
     assert fake_time.sleeps == [3.0]
 
 
-ORDER = OrderHandle(
-    f"{BASE}/order/1", f"{BASE}/order/1/finalize", (f"{BASE}/authz/1",), ("a.example.com",),
-    "pending", CSR,
-)  # fmt: skip
-
-
-def test_with_the_order_one_request_per_round_polls_the_order(
-    ca, session_factory, fake_time
-) -> None:
-    ca.script("POST", "/authz/1", (200, {}, authz_body("pending")))
-    ca.script("POST", "/chall/1", (200, {"Link": f'<{BASE}/authz/1>;rel="up"'}, {}))
-    ca.script(
-        "POST",
-        "/order/1",
-        (200, {"Retry-After": "2"}, order_body("pending")),
-        (200, {}, order_body("ready")),
-    )
-    session = session_factory()
-    challenges = session.dns_challenges(ORDER)
-    session.answer_challenges(challenges, timeout=30, order=ORDER)
-    polls = [p for m, p in ca.calls if m == "POST" and p in ("/order/1", "/authz/1")]
-    assert polls == ["/authz/1", "/order/1", "/order/1"]  # dns_challenges read the authz once
-    assert fake_time.sleeps == [2.0]
-
-
-def test_an_invalid_order_names_the_failed_challenge(ca, session_factory) -> None:
-    failed = authz_body("invalid")
-    failed["challenges"][0]["error"] = {  # type: ignore[index]
-        "type": "urn:ietf:params:acme:error:unauthorized",
-        "detail": "No TXT record found at _acme-challenge.a.example.com",
-    }
-    ca.script("POST", "/authz/1", (200, {}, authz_body("pending")), (200, {}, failed))
-    ca.script("POST", "/chall/1", (200, {"Link": f'<{BASE}/authz/1>;rel="up"'}, {}))
-    ca.script("POST", "/order/1", (200, {}, order_body("invalid")))
-    session = session_factory()
-    challenges = session.dns_challenges(ORDER)
-    with pytest.raises(errors.ChallengeFailed) as raised:
-        session.answer_challenges(challenges, timeout=30, order=ORDER)
-    assert "No TXT record found at _acme-challenge.a.example.com" in str(raised.value.detail)
-
-
 def test_polling_gives_up_at_the_deadline(ca, session_factory, fake_time) -> None:
     ca.script("POST", "/authz/1", *[(200, {"Retry-After": "10"}, authz_body("pending"))] * 50)
     ca.script("POST", "/chall/1", (200, {"Link": f'<{BASE}/authz/1>;rel="up"'}, {}))
