@@ -340,6 +340,7 @@ def bench_floor(info: SandboxInfo, count: int, workers: int) -> dict[str, Any]:
             raise RuntimeError("no certificate")
 
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     failures: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(issue_one, i) for i in range(count)]:
@@ -348,8 +349,12 @@ def bench_floor(info: SandboxInfo, count: int, workers: int) -> dict[str, Any]:
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
     elapsed = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "seconds": round(elapsed, 3),
+        "cpu_seconds": round(
+            usage.ru_utime - cpu_before.ru_utime + usage.ru_stime - cpu_before.ru_stime, 3
+        ),
         "count": count,
         "workers": workers,
         "failures": len(failures),
@@ -481,7 +486,8 @@ def _print(results: dict[str, Any], summary: dict[str, Any], count: int) -> None
     print(f"bulk renewal of {count} two-name certificates on the sandbox (pebble + BIND, DNS-01)")
     if flow:
         print(
-            f"acmeflow `renew` flow: {flow['flow_seconds']:.2f} s wall ({flow['renewed']} renewed, "
+            f"acmeflow `renew` flow: {flow['flow_seconds']:.2f} s wall, "
+            f"{flow['flow_cpu_seconds']:.2f} s CPU ({flow['renewed']} renewed, "
             f"{flow['failed']} failed, {flow['new_serials']} new serials), peak memory "
             f"{flow['peak_rss_mb']:.0f} MB; process {flow['process_seconds']:.2f} s incl. "
             f"{flow['import_seconds']:.2f} s imports; {flow['workers']} workers"
@@ -489,7 +495,7 @@ def _print(results: dict[str, Any], summary: dict[str, Any], count: int) -> None
     if floor:
         print(
             f"floor (bare `acme` client, {floor['workers']} threads): {floor['seconds']:.2f} s "
-            f"({floor['failures']} failures)"
+            f"wall, {floor['cpu_seconds']:.2f} s CPU ({floor['failures']} failures)"
         )
     if certbot:
         print(
