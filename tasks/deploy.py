@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core import errors
 from core.errors import mask_secrets
 from core.state import repo, targets
-from core.state.models import Certificate
+from core.state.models import Certificate, LogEntry
 from core.stores import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, stores_from_settings
 from providers.deploy import CertificateBundle, DeployTarget, build_target
 from tasks.common import current_flow_run_id, db, progress, settings
@@ -115,10 +115,9 @@ class AutoDeploy:
 # --- history helpers ---------------------------------------------------------------------------
 
 
-def _log_skip(
-    s: Session, cert: Certificate, message: str, detail: str | None, flow_run_id: str | None
-) -> int:
-    entry = repo.log_start(
+def _open_entry(s: Session, cert: Certificate, flow_run_id: str | None) -> LogEntry:
+    """A running history entry for deploying ``cert``."""
+    return repo.log_start(
         s,
         kind="deploy",
         names=list(cert.names),
@@ -127,6 +126,12 @@ def _log_skip(
         certificate_id=cert.id,
         flow_run_id=flow_run_id,
     )
+
+
+def _log_skip(
+    s: Session, cert: Certificate, message: str, detail: str | None, flow_run_id: str | None
+) -> int:
+    entry = _open_entry(s, cert, flow_run_id)
     repo.log_finish(s, entry, status="skipped", message=message, detail=detail)
     return entry.id
 
@@ -276,15 +281,7 @@ def plan_deployments(*, certificate_ids: list[int] | None, target: str | None = 
                 bindings += targets.bindings_for_certificate(s, certificate_id, target_name=target)
         for binding in bindings:
             tgt, cert = binding.target, binding.certificate
-            entry = repo.log_start(
-                s,
-                kind="deploy",
-                names=list(cert.names),
-                ca_name=None,
-                store=cert.store,
-                certificate_id=cert.id,
-                flow_run_id=flow_run_id,
-            )
+            entry = _open_entry(s, cert, flow_run_id)
             if not tgt.active:
                 text = f"target {tgt.name} is disabled: not deployed"
                 repo.log_finish(s, entry, status="skipped", message=text, serial=cert.serial)
