@@ -413,21 +413,16 @@ class _CheckFailed(Exception):
 
 
 def _start(job: RenewalJob) -> _Started:
-    """Open the history entry, check names, CA and DNS mapping again (the configuration may
-    have changed since the plan), load the ACME session and the DNS providers. A failed
-    check is logged in the history and raised as :class:`_CheckFailed`."""
+    """Check names, CA and DNS mapping again (the configuration may have changed since the
+    plan), load the ACME session and the DNS providers, then open the history entry, in one
+    transaction. A failed check is logged in the history and raised as :class:`_CheckFailed`.
+
+    The entry is written last, so no write lock is held while a missing ACME account is
+    registered at the CA.
+    """
     conf = settings()
-    failure: BaseException | None = None
+    failure: Exception | None = None
     with db() as s:
-        entry = repo.log_start(
-            s,
-            kind="renew",
-            names=job.names,
-            ca_name=job.ca,
-            store=job.store,
-            certificate_id=job.certificate_id,
-            flow_run_id=current_flow_run_id(),
-        )
         try:
             names = normalize_names(job.names)
             if job.store not in STORE_KINDS:
@@ -438,8 +433,18 @@ def _start(job: RenewalJob) -> _Started:
             configured = ConfiguredProviders(s)
             providers = {name: configured.get(name) for name in sorted(wanted)}
         except Exception as exc:
-            log_failure(s, entry.id, exc)
             failure = exc
+        entry = repo.log_start(
+            s,
+            kind="renew",
+            names=job.names,
+            ca_name=job.ca,
+            store=job.store,
+            certificate_id=job.certificate_id,
+            flow_run_id=current_flow_run_id(),
+        )
+        if failure is not None:
+            log_failure(s, entry.id, failure)
         log_id = entry.id
     if failure is not None:
         raise _CheckFailed(failure)
