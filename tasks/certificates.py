@@ -119,6 +119,32 @@ def prepare_key_and_csr(
     return build_csr(key_pem, fields)
 
 
+@dataclass(frozen=True)
+class IssuedSet:
+    """A certificate the CA issued, with what its store and records need."""
+
+    ca: str
+    store: str
+    names: list[str]
+    issued: IssuedCertificate
+    key_pem: bytes | None  # None: keep the key stored in the folder (reuse_key)
+    log_id: int
+    enrollment: str
+    csr_fields: dict[str, Any] | None
+    reuse_key: bool = False
+    certificate_id: int | None = None  # a renewal updates this certificate
+    folder: Path | None = None  # where to store it; default: a new folder or the renewed one's
+
+
+@dataclass(frozen=True)
+class SavedCertificate:
+    """Where an issued certificate went."""
+
+    certificate_id: int
+    folder: Path
+    info: CertificateInfo
+
+
 @task(name="store_certificate", **STEP)  # type: ignore[call-overload]
 def store_certificate(
     *,
@@ -162,43 +188,15 @@ def store_certificate(
     return saved.certificate_id
 
 
-@dataclass(frozen=True)
-class IssuedSet:
-    """A certificate the CA issued, with what its store and records need."""
-
-    ca: str
-    store: str
-    names: list[str]
-    issued: IssuedCertificate
-    key_pem: bytes | None  # None: keep the key stored in the folder (reuse_key)
-    log_id: int
-    enrollment: str
-    csr_fields: dict[str, Any] | None
-    reuse_key: bool = False
-    certificate_id: int | None = None  # a renewal updates this certificate
-    folder: Path | None = None  # where to store it; default: a new folder or the renewed one's
-
-
-@dataclass(frozen=True)
-class SavedCertificate:
-    """Where an issued certificate went."""
-
-    certificate_id: int
-    folder: Path
-    info: CertificateInfo
-
-
 def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
     """Write ``new`` into its store, then record it (row, CA issuer names, history) in ``s``.
 
-    The files are in place before any row changes; a renewal keeps the previous version.
+    The files are in place before any row changes (so no database write lock is held while
+    they are fsynced); a renewal keeps the previous version.
     """
     target = stores_from_settings(settings())[new.store]
     info = parse_certificate_pem(new.issued.cert_pem)
     vendor = repo.get_ca(s, new.ca)
-    # the scan recognises this CA's certificates by the issuer it learns here
-    learned = info.issuer_common_name or info.issuer_organization
-    repo.add_issuer_names(s, vendor, [learned] if learned else [])
     existing = repo.get_certificate(s, new.certificate_id) if new.certificate_id else None
     folder = new.folder or (
         target.folder_for(new.names) if existing is None else Path(existing.folder)
@@ -217,6 +215,9 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
             "issued_at": dt.datetime.now(dt.UTC).isoformat(),
         },
     )
+    # the scan recognises this CA's certificates by the issuer it learns here
+    learned = info.issuer_common_name or info.issuer_organization
+    repo.add_issuer_names(s, vendor, [learned] if learned else [])
     fields = {
         "store": new.store,
         "folder": str(stored.folder),
