@@ -24,6 +24,10 @@ rejection, + BIND; ``.bench/sandbox``) three ways of doing the same work, each c
 
 Targets: acmeflow renews ``count`` = 200 in at most 60 s, at most 1.5 x the floor, peak memory
 under 600 MB.
+
+Besides wall time, acmeflow and the floor report their process's CPU time and the machine's
+(every process, from ``/proc/stat``): all of it shares the same cores with pebble, BIND and
+the Prefect server.
 """
 
 from __future__ import annotations
