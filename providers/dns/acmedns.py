@@ -107,16 +107,12 @@ class AcmeDNSProvider(ProviderBase):
         return f"<AcmeDNSProvider server={self._server!r} subdomain={self._subdomain!r}>"
 
 
-def _factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> AcmeDNSProvider:
-    return AcmeDNSProvider(settings, secrets)
-
-
 PROVIDER = ProviderType(
     name=TYPE,
     label="ACME DNS",
     backing="native",
     fields=FIELDS,
-    factory=_factory,
+    factory=AcmeDNSProvider,
     reason=(
         "acme-dns REST API; it keeps the two latest values (apex + wildcard) and has no "
         "delete, so cleanup is a no-op"

@@ -270,16 +270,12 @@ def _error_text(exc: AzureError) -> str:
     return f"{type(exc).__name__}: {exc.message}"
 
 
-def _factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> AzureDNSProvider:
-    return AzureDNSProvider(settings, secrets)
-
-
 PROVIDER = ProviderType(
     name=TYPE,
     label="Azure DNS",
     backing="native",
     fields=FIELDS,
-    factory=_factory,
+    factory=AzureDNSProvider,
     reason="azure-mgmt-dns (client secret, managed identity or DefaultAzureCredential)",
     aliases=("azuredns", "azure dns", "microsoft azure dns"),
 )

@@ -234,16 +234,12 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> GoogleCloudDNSProvider:
-    return GoogleCloudDNSProvider(settings, secrets)
-
-
 PROVIDER = ProviderType(
     name=TYPE,
     label="Google Cloud DNS",
     backing="native",
     fields=FIELDS,
-    factory=_factory,
+    factory=GoogleCloudDNSProvider,
     reason="google-cloud-dns (service account key or application default credentials)",
     aliases=("google", "gcp", "clouddns", "cloud dns", "gcloud"),
 )

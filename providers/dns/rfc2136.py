@@ -239,10 +239,6 @@ def _make_key(
         raise ConfigError(detail=f"{type_name}: field 'tsig_secret' is not valid base64") from None
 
 
-def _factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> RFC2136Provider:
-    return RFC2136Provider(settings, secrets)
-
-
 def _knot_factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> RFC2136Provider:
     return RFC2136Provider(settings, secrets, type_name="knot")
 
@@ -252,7 +248,7 @@ PROVIDER = ProviderType(
     label="nsupdate (RFC 2136)",
     backing="native",
     fields=FIELDS,
-    factory=_factory,
+    factory=RFC2136Provider,
     reason="dnspython dynamic updates (TSIG hmac-sha256/384/512) over TCP",
     aliases=("nsupdate", "rfc 2136", "ddns", "bind", "dynamic update"),
 )

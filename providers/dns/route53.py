@@ -299,16 +299,12 @@ def _client_error_text(exc: botocore.exceptions.ClientError) -> str:
     return f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
 
 
-def _factory(settings: Mapping[str, str], secrets: Mapping[str, str]) -> Route53Provider:
-    return Route53Provider(settings, secrets)
-
-
 PROVIDER = ProviderType(
     name=TYPE,
     label="Amazon Route53",
     backing="native",
     fields=FIELDS,
-    factory=_factory,
+    factory=Route53Provider,
     reason="boto3 (keys, profile, assumed role or the default credential chain)",
     aliases=("aws", "amazon route 53", "route 53", "aws route53"),
 )
