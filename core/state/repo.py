@@ -418,6 +418,34 @@ def _find_provider(s: Session, name: str) -> DNSProviderConfig | None:
     return s.scalars(select(DNSProviderConfig).where(DNSProviderConfig.name == name)).one_or_none()
 
 
+def apply_changes(
+    current: Mapping[str, Any], changes: Mapping[str, Any], *, replace: bool = False
+) -> dict[str, Any]:
+    """``current`` (or nothing, with ``replace``) with ``changes`` applied: a ``None`` value
+    removes its key, any other value sets it."""
+    result = {} if replace else dict(current)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def apply_secret_changes(
+    current: Mapping[str, str],
+    changes: Mapping[str, str | None],
+    *,
+    box: SecretBox | None,
+    replace: bool = False,
+) -> dict[str, str]:
+    """:func:`apply_changes` for sealed secrets: new values (literals or references) are
+    sealed first, so a bad one changes nothing."""
+    sealed = seal_all({k: v for k, v in changes.items() if v is not None}, box=box)
+    removed = {k: None for k, v in changes.items() if v is None}
+    return apply_changes(current, {**removed, **sealed}, replace=replace)
+
+
 def add_dns_provider(
     s: Session,
     *,
@@ -471,21 +499,12 @@ def update_dns_provider(
         raise ConfigError(detail="a DNS provider type is required")
     new_settings = None
     if settings is not None:
-        new_settings = {} if replace else dict(provider.settings)
-        for key, value in settings.items():
-            if value is None:
-                new_settings.pop(key, None)
-            else:
-                new_settings[key] = value
+        new_settings = apply_changes(provider.settings, settings, replace=replace)
     new_secrets = None
     if secrets is not None:
-        to_seal = {k: v for k, v in secrets.items() if v is not None}
-        sealed = seal_all(to_seal, box=_box(box))
-        new_secrets = {} if replace else dict(provider.secrets)
-        for key, value in secrets.items():
-            if value is None:
-                new_secrets.pop(key, None)
-        new_secrets.update(sealed)
+        new_secrets = apply_secret_changes(
+            provider.secrets, secrets, box=_box(box), replace=replace
+        )
     if new_name is not None:
         provider.name = new_name
     if type is not None:

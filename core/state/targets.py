@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from core.errors import ConfigError, NotFound
 from core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
 from core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
+from core.state.repo import apply_changes, apply_secret_changes
 
 _MAX_ERROR = 4000
 
@@ -113,19 +114,12 @@ def update_target(
             raise ConfigError(detail=f"a deploy target named {new_name!r} already exists")
     new_settings: dict[str, Any] | None = None
     if settings is not None:
-        new_settings = dict(target.settings)
-        for key, value in settings.items():
-            if value is None:
-                new_settings.pop(key, None)
-        new_settings.update(_clean_settings({k: v for k, v in settings.items() if v is not None}))
+        removed = {k: None for k, v in settings.items() if v is None}
+        cleaned = _clean_settings({k: v for k, v in settings.items() if v is not None})
+        new_settings = apply_changes(target.settings, {**removed, **cleaned})
     new_secrets: dict[str, str] | None = None
     if secrets is not None:
-        sealed = seal_all({k: v for k, v in secrets.items() if v is not None}, box=box)
-        new_secrets = dict(target.secrets)
-        for key, value in secrets.items():
-            if value is None:
-                new_secrets.pop(key, None)
-        new_secrets.update(sealed)
+        new_secrets = apply_secret_changes(target.secrets, secrets, box=box)
     if new_name is not None:
         target.name = new_name
     if new_settings is not None:
