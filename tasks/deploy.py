@@ -157,13 +157,17 @@ def _record_failure(
             )
         targets.record_deploy_error(s, job.binding_id, f"{message} {detail}".strip())
     deploy_log.warning("%s: %s", summary, detail or message)
+    return _failed_result(job, message, full, attempts)
+
+
+def _failed_result(job: DeployJob, message: str, detail: str | None, attempts: int) -> DeployResult:
     return DeployResult(
         certificate_id=job.certificate_id,
         target=job.target,
         target_type=job.target_type,
         status="failed",
         message=message,
-        detail=full,
+        detail=detail,
         serial=job.serial,
         attempts=attempts,
     )
@@ -183,16 +187,7 @@ def record_deploy_failure(job: DeployJob, exc: BaseException) -> DeployResult:
     message, text, code = errors.describe_failure(exc, [])
     if status == "running":
         return _record_failure(job, message, text, code, attempts)
-    return DeployResult(
-        certificate_id=job.certificate_id,
-        target=job.target,
-        target_type=job.target_type,
-        status="failed",
-        message=message,
-        detail=detail,
-        serial=job.serial,
-        attempts=attempts,
-    )
+    return _failed_result(job, message, detail, attempts)
 
 
 # --- planning ----------------------------------------------------------------------------------
