@@ -20,7 +20,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from core import errors
 from core.errors import mask_secrets
-from tasks.common import progress, publish_artifact, retry_if_retryable, settings
+from tasks.common import (
+    markdown_table,
+    progress,
+    publish_artifact,
+    retry_if_retryable,
+    settings,
+)
 from tasks.deploy import (
     AutoDeploy,
     DeployJob,
@@ -83,14 +89,13 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
         )
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        lines = ["| certificate | target | error |", "|---|---|---|"]
-        lines += [
-            f"| {r['certificate_id']} | {r['target']} | {r['message']} {r['detail']} |"
-            for r in failed
-        ]
+        table = markdown_table(
+            ["certificate", "target", "error"],
+            [[r["certificate_id"], r["target"], f"{r['message']} {r['detail']}"] for r in failed],
+        )
         publish_artifact(
             create_markdown_artifact,
-            markdown="\n".join(lines).replace("\n\n", "\n"),
+            markdown=table.replace("\n\n", "\n"),
             key="deploy-failures",
             description=f"{len(failed)} deployment(s) failed",
         )

@@ -16,7 +16,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.deploy import deploy_after_renewals
-from tasks.common import progress, publish_artifact, settings
+from tasks.common import markdown_table, progress, publish_artifact, settings
 from tasks.renew import (
     RenewalJob,
     RenewalOutcome,
@@ -105,14 +105,12 @@ def renew(
         )
     failures = [r for r in rows if r["status"] == "failed"]
     if failures:
-        lines = ["| id | names | error | next attempt |", "|---|---|---|---|"]
-        lines += [
-            f"| {r['id']} | {r['names']} | {r['message']} | {r['next_attempt_at']} |"
-            for r in failures
-        ]
         publish_artifact(
             create_markdown_artifact,
-            markdown="\n".join(lines),
+            markdown=markdown_table(
+                ["id", "names", "error", "next attempt"],
+                [[r["id"], r["names"], r["message"], r["next_attempt_at"]] for r in failures],
+            ),
             key="renew-failures",
             description=f"{len(failures)} renewal(s) failed",
         )

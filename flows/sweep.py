@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.common import progress, publish_artifact, settings
+from tasks.common import markdown_table, progress, publish_artifact, settings
 from tasks.sweep import ProviderJob, ProviderSweep, failed_sweep, plan_sweep, sweep_provider
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -46,12 +46,11 @@ def _artifacts(results: list[ProviderSweep]) -> None:
     failed = [(r.provider, e) for r in results for e in r.failed]
     problems = [(r.provider, p) for r in results for p in r.problems]
     if failed or problems:
-        lines = ["| provider | record | error |", "|---|---|---|"]
-        lines += [f"| {p} | {e['fqdn']} | {e['error']} |" for p, e in failed]
-        lines += [f"| {p} | | {text} |" for p, text in problems]
+        failure_rows = [[p, e["fqdn"], e["error"]] for p, e in failed]
+        failure_rows += [[p, "", text] for p, text in problems]
         publish_artifact(
             create_markdown_artifact,
-            markdown="\n".join(lines),
+            markdown=markdown_table(["provider", "record", "error"], failure_rows),
             key="sweep-failures",
             description=f"{len(failed)} stale value(s) could not be removed",
         )

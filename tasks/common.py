@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import UUID
@@ -91,6 +91,13 @@ def current_flow_run_id() -> str | None:
     """The id of the flow run we are in, for the history."""
     run_id = flow_run.get_id()
     return str(run_id) if run_id else None
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (for ``create_markdown_artifact``) of ``rows`` under ``headers``."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def publish_artifact(create: Callable[..., Any], *args: Any, **kwargs: Any) -> UUID | None:
