@@ -202,14 +202,8 @@ class ProviderIndex:
         found: dict[str, str] = {}
         missing: list[str] = []
         for name in dict.fromkeys(names):
-            base = name.strip().lower().rstrip(".").removeprefix("*.")
-            labels = base.split(".")
             hit = next(
-                (
-                    self.mappings[sfx]
-                    for sfx in (".".join(labels[i:]) for i in range(len(labels)))
-                    if sfx in self.mappings
-                ),
+                (self.mappings[sfx] for sfx in repo.name_suffixes(name) if sfx in self.mappings),
                 None,
             )
             if hit is None:

@@ -659,7 +659,7 @@ def list_domain_mappings(s: Session) -> dict[str, str]:
     return {domain: provider for domain, provider in rows}
 
 
-def _suffixes(name: str) -> list[str]:
+def name_suffixes(name: str) -> list[str]:
     """``*.a.example.com`` -> [a.example.com, example.com, com] (label boundaries only)."""
     base = name.strip().lower().rstrip(".")
     if base.startswith("*."):
@@ -671,7 +671,7 @@ def _suffixes(name: str) -> list[str]:
 def _resolve_names(
     s: Session, names: Sequence[str]
 ) -> tuple[dict[str, DNSProviderConfig], list[str]]:
-    wanted = {n: _suffixes(n) for n in names}
+    wanted = {n: name_suffixes(n) for n in names}
     all_suffixes = {sfx for sfxs in wanted.values() for sfx in sfxs}
     mappings: dict[str, DomainMapping] = {}
     chunk = sorted(all_suffixes)
