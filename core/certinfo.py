@@ -26,7 +26,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from core.keys import key_type_of, public_key_der
+from core.keys import key_type_of, name_attribute, public_key_der
 
 __all__ = [
     "CertificateInfo",
@@ -100,14 +100,6 @@ def ari_cert_id(authority_key_id: bytes, serial: int) -> str:
     return f"{_b64url(authority_key_id)}.{_b64url(_serial_der_contents(serial))}"
 
 
-def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    attrs = name.get_attributes_for_oid(oid)
-    if not attrs:
-        return None
-    value = attrs[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
 def _extension(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
         return cert.extensions.get_extension_for_class(cls).value
@@ -126,7 +118,7 @@ def _san_dns_names(cert: x509.Certificate) -> list[str]:
 
 def parse_certificate(cert: x509.Certificate) -> CertificateInfo:
     """Describe one certificate (names: subjectAltName DNS entries, else the common name)."""
-    common_name = _first(cert.subject, NameOID.COMMON_NAME)
+    common_name = name_attribute(cert.subject, NameOID.COMMON_NAME)
     names = _san_dns_names(cert)
     if not names and common_name:
         names = [common_name.lower()]
@@ -143,8 +135,8 @@ def parse_certificate(cert: x509.Certificate) -> CertificateInfo:
         common_name=common_name,
         names=names,
         issuer=cert.issuer.rfc4514_string(),
-        issuer_common_name=_first(cert.issuer, NameOID.COMMON_NAME),
-        issuer_organization=_first(cert.issuer, NameOID.ORGANIZATION_NAME),
+        issuer_common_name=name_attribute(cert.issuer, NameOID.COMMON_NAME),
+        issuer_organization=name_attribute(cert.issuer, NameOID.ORGANIZATION_NAME),
         serial=format(serial, "x") if serial >= 0 else "-" + format(-serial, "x"),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,

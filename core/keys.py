@@ -374,7 +374,8 @@ class ParsedCSR:
     key_type: str
 
 
-def _subject_value(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+def name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    """The first value of ``oid`` in an X.509 name (subject or issuer), or ``None``."""
     attrs = name.get_attributes_for_oid(oid)
     if not attrs:
         return None
@@ -436,14 +437,14 @@ def load_csr(
         san_names.extend(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
 
     subject = csr.subject
-    common_name = _subject_value(subject, NameOID.COMMON_NAME)
+    common_name = name_attribute(subject, NameOID.COMMON_NAME)
     raw: dict[str, Any] = {
-        "organization": _subject_value(subject, NameOID.ORGANIZATION_NAME),
-        "organizational_unit": _subject_value(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
-        "locality": _subject_value(subject, NameOID.LOCALITY_NAME),
-        "state": _subject_value(subject, NameOID.STATE_OR_PROVINCE_NAME),
-        "country": _subject_value(subject, NameOID.COUNTRY_NAME),
-        "email": _subject_value(subject, NameOID.EMAIL_ADDRESS),
+        "organization": name_attribute(subject, NameOID.ORGANIZATION_NAME),
+        "organizational_unit": name_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        "locality": name_attribute(subject, NameOID.LOCALITY_NAME),
+        "state": name_attribute(subject, NameOID.STATE_OR_PROVINCE_NAME),
+        "country": name_attribute(subject, NameOID.COUNTRY_NAME),
+        "email": name_attribute(subject, NameOID.EMAIL_ADDRESS),
     }
     # Subject fields of an uploaded CSR are informational: drop the ones we would refuse.
     cleaners: dict[str, Callable[[Any], str | None]] = {
