@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import threading
@@ -46,7 +45,7 @@ from datetime import timedelta
 from typing import Any
 
 from acmeflow.sandbox import SandboxInfo
-from bench.certbot_env import CertbotEnv, CertbotUnavailable, ensure_certbot
+from bench.certbot_env import CertbotEnv, CertbotUnavailable, CertbotWorkspace, ensure_certbot
 from bench.sandbox_setup import (
     BENCH_DIR,
     EMAIL,
@@ -405,35 +404,7 @@ def _run_measured(
 
 def bench_certbot(info: SandboxInfo, count: int, env: CertbotEnv) -> dict[str, Any]:
     """Issue ``count`` certificates with certbot (untimed), then time ``certbot renew``."""
-    if CERTBOT_DIR.exists():
-        shutil.rmtree(CERTBOT_DIR)
-    CERTBOT_DIR.mkdir(parents=True, mode=0o700)
-    zone = info.zone("example.com")
-    credentials = CERTBOT_DIR / "rfc2136.ini"
-    fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(
-            f"dns_rfc2136_server = {info.dns_host}\n"
-            f"dns_rfc2136_port = {info.dns_port}\n"
-            f"dns_rfc2136_name = {zone.tsig_name}\n"
-            f"dns_rfc2136_secret = {zone.tsig_secret}\n"
-            f"dns_rfc2136_algorithm = {zone.tsig_algorithm.upper()}\n"
-        )
-    dirs = [
-        "--config-dir", str(CERTBOT_DIR / "config"),
-        "--work-dir", str(CERTBOT_DIR / "work"),
-        "--logs-dir", str(CERTBOT_DIR / "logs"),
-    ]  # fmt: skip
-    common = [
-        "--non-interactive",
-        "--agree-tos",
-        "-m",
-        EMAIL,
-        "--server",
-        info.directory_url,
-        *dirs,
-    ]
-    env_vars = {**os.environ, "REQUESTS_CA_BUNDLE": str(info.ca_bundle)}
+    workspace = CertbotWorkspace.fresh(CERTBOT_DIR, info, EMAIL)
     prefix = unique_label("certbot")
     _say(
         f"certbot: {env.describe()}; issuing {count} certificates with certonly "
@@ -442,12 +413,12 @@ def bench_certbot(info: SandboxInfo, count: int, env: CertbotEnv) -> dict[str, A
     for index in range(count):
         names = two_names(prefix, index)
         argv = [
-            str(env.certbot), "certonly", *common, "--dns-rfc2136",
-            "--dns-rfc2136-credentials", str(credentials),
+            str(env.certbot), "certonly", *workspace.common_args, "--dns-rfc2136",
+            "--dns-rfc2136-credentials", str(workspace.credentials),
             "--dns-rfc2136-propagation-seconds", "1",
             "--key-type", "ecdsa", "--cert-name", names[0], "-d", names[0], "-d", names[1],
         ]  # fmt: skip
-        done = subprocess.run(argv, env=env_vars, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, env=workspace.env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"certbot certonly failed:\n{(done.stderr or done.stdout)[-2000:]}")
     _say(f"certbot: `certbot renew --force-renewal` for {count} certificates ...")
@@ -458,9 +429,9 @@ def bench_certbot(info: SandboxInfo, count: int, env: CertbotEnv) -> dict[str, A
             "--force-renewal",
             "--no-random-sleep-on-renew",
             "--non-interactive",
-            *dirs,
+            *workspace.dir_args,
         ],
-        env_vars,
+        workspace.env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"certbot renew failed:\n{done.stderr[-2000:]}")

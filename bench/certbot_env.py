@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from acmeflow.sandbox import SandboxInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = ROOT / ".bench" / "certbot-venv"
@@ -23,6 +28,54 @@ WANTED_SERIES = "5.8"
 PACKAGES = ("certbot", "certbot-dns-rfc2136")
 _MARKER = "acmeflow-bench.json"
 _TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class CertbotWorkspace:
+    """certbot's config, work and logs folders under ``root``, with an RFC 2136 credentials
+    file for the sandbox's ``example.com`` zone (0600)."""
+
+    root: Path
+    credentials: Path
+    common_args: tuple[str, ...]  # non-interactive, account email, CA, folders
+    env: dict[str, str]  # the process environment plus the sandbox CA bundle
+
+    @property
+    def dir_args(self) -> list[str]:
+        """``--config-dir``/``--work-dir``/``--logs-dir`` (enough for ``certbot renew``)."""
+        return _dir_args(self.root)
+
+    @classmethod
+    def fresh(cls, root: Path, info: SandboxInfo, email: str) -> CertbotWorkspace:
+        """Empty ``root`` and write the credentials of the sandbox zone into it."""
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True, mode=0o700)
+        zone = info.zone("example.com")
+        credentials = root / "rfc2136.ini"
+        fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(
+                f"dns_rfc2136_server = {info.dns_host}\n"
+                f"dns_rfc2136_port = {info.dns_port}\n"
+                f"dns_rfc2136_name = {zone.tsig_name}\n"
+                f"dns_rfc2136_secret = {zone.tsig_secret}\n"
+                f"dns_rfc2136_algorithm = {zone.tsig_algorithm.upper()}\n"
+            )
+        common = (
+            "--non-interactive", "--agree-tos", "-m", email,
+            "--server", info.directory_url, *_dir_args(root),
+        )  # fmt: skip
+        env = {**os.environ, "REQUESTS_CA_BUNDLE": str(info.ca_bundle)}
+        return cls(root, credentials, common, env)
+
+
+def _dir_args(root: Path) -> list[str]:
+    return [
+        "--config-dir", str(root / "config"),
+        "--work-dir", str(root / "work"),
+        "--logs-dir", str(root / "logs"),
+    ]  # fmt: skip
 
 
 class CertbotUnavailable(Exception):

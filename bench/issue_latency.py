@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 from cryptography import x509
 
 from acmeflow.sandbox import SandboxInfo
-from bench.certbot_env import CertbotEnv, CertbotUnavailable, ensure_certbot
+from bench.certbot_env import CertbotEnv, CertbotUnavailable, CertbotWorkspace, ensure_certbot
 from bench.sandbox_setup import (
     BENCH_DIR,
     EMAIL,
@@ -215,34 +214,6 @@ def bench_flow(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
 # --- 3. certbot -------------------------------------------------------------------------------
 
 
-def _certbot_dirs() -> list[str]:
-    return [
-        "--config-dir",
-        str(CERTBOT_DIR / "config"),
-        "--work-dir",
-        str(CERTBOT_DIR / "work"),
-        "--logs-dir",
-        str(CERTBOT_DIR / "logs"),
-    ]
-
-
-def _write_credentials(info: SandboxInfo) -> Path:
-    zone = info.zone("example.com")
-    path = CERTBOT_DIR / "rfc2136.ini"
-    text = (
-        f"dns_rfc2136_server = {info.dns_host}\n"
-        f"dns_rfc2136_port = {info.dns_port}\n"
-        f"dns_rfc2136_name = {zone.tsig_name}\n"
-        f"dns_rfc2136_secret = {zone.tsig_secret}\n"
-        f"dns_rfc2136_algorithm = {zone.tsig_algorithm.upper()}\n"
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(path, 0o600)
-    return path
-
-
 def _run_certbot(env_vars: dict[str, str], argv: list[str], what: str) -> None:
     done = subprocess.run(argv, env=env_vars, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -253,22 +224,12 @@ def _run_certbot(env_vars: dict[str, str], argv: list[str], what: str) -> None:
 def bench_certbot(info: SandboxInfo, count: int, run_id: str, env: CertbotEnv) -> MethodResult:
     """Issue ``count`` certificates with ``certbot certonly --dns-rfc2136``, one command each."""
     result = MethodResult("certbot", notes={"certbot": env.describe()})
-    if CERTBOT_DIR.exists():
-        shutil.rmtree(CERTBOT_DIR)
-    CERTBOT_DIR.mkdir(parents=True, mode=0o700)
-    credentials = _write_credentials(info)
-    env_vars = {**os.environ, "REQUESTS_CA_BUNDLE": str(info.ca_bundle)}
-    common = [
-        "--non-interactive",
-        "--agree-tos",
-        "-m",
-        EMAIL,
-        "--server",
-        info.directory_url,
-        *_certbot_dirs(),
-    ]
+    workspace = CertbotWorkspace.fresh(CERTBOT_DIR, info, EMAIL)
+    common = workspace.common_args
     _say(f"certbot: {env.describe()}; registering the account (not timed) ...")
-    _run_certbot(env_vars, [str(env.certbot), "register", "--no-eff-email", *common], "register")
+    _run_certbot(
+        workspace.env, [str(env.certbot), "register", "--no-eff-email", *common], "register"
+    )
 
     def issue_one(index: int) -> None:
         names = two_names("certbot", run_id, index)
@@ -278,7 +239,7 @@ def bench_certbot(info: SandboxInfo, count: int, run_id: str, env: CertbotEnv) -
             *common,
             "--dns-rfc2136",
             "--dns-rfc2136-credentials",
-            str(credentials),
+            str(workspace.credentials),
             "--dns-rfc2136-propagation-seconds",
             "1",
             "--key-type",
@@ -290,7 +251,7 @@ def bench_certbot(info: SandboxInfo, count: int, run_id: str, env: CertbotEnv) -
             "-d",
             names[1],
         ]
-        _run_certbot(env_vars, argv, f"certonly for {names[0]}")
+        _run_certbot(workspace.env, argv, f"certonly for {names[0]}")
         cert = CERTBOT_DIR / "config" / "live" / names[0] / "cert.pem"
         _check_names(cert.read_bytes(), names)
 
