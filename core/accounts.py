@@ -87,7 +87,11 @@ def open_session(s: Session, ca_name: str, settings: Settings) -> AcmeSession:
     the steps of one order (and the orders of one worker thread) share nonces and connections
     instead of decrypting the key and fetching a fresh nonce for every step.
     """
-    ca = repo.get_ca(s, ca_name)
+    return session_for_ca(s, repo.get_ca(s, ca_name), settings)
+
+
+def session_for_ca(s: Session, ca: CAVendor, settings: Settings) -> AcmeSession:
+    """:func:`open_session` for a CA vendor row already loaded in ``s``."""
     account = repo.get_account(s, ca)
     if account is None or account.directory_url != ca.directory_url:
         register_account(s, ca, settings)

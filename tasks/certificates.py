@@ -18,7 +18,9 @@ from core.certinfo import CertificateInfo, parse_certificate
 from core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
 from core.keys import load_private_key as load_key
 from core.names import normalize_names
-from core.state import inventory, repo
+from core.state import inventory, renewals, repo
+from core.state.models import CAVendor
+from core.state.renewals import ProviderIndex
 from core.stores import STORE_KINDS, stores_from_settings
 from tasks.common import current_flow_run_id, db, progress, settings
 
@@ -32,6 +34,27 @@ class CheckedRequest:
     names: list[str]
     log_id: int
     providers: dict[str, str]  # certificate name -> DNS provider name
+
+
+@dataclass(frozen=True)
+class NamesCaAndDns:
+    """What :func:`check_names_ca_and_dns` found."""
+
+    names: list[str]  # normalised
+    ca: CAVendor
+    providers: dict[str, str]  # certificate name -> DNS provider name
+    index: ProviderIndex  # every domain mapping, for names met later (CNAME targets)
+
+
+def check_names_ca_and_dns(s: Session, *, ca: str, names: list[str], store: str) -> NamesCaAndDns:
+    """The checks every order passes first, in this order: names, store, CA vendor, a DNS
+    provider for every name. Raises the catalog error of the first that fails."""
+    normalized = normalize_names(names)
+    if store not in STORE_KINDS:
+        raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
+    vendor = repo.get_ca(s, ca)
+    index = renewals.provider_index(s)
+    return NamesCaAndDns(normalized, vendor, index.providers_for(normalized), index)
 
 
 @task(name="check_request", **STEP)  # type: ignore[call-overload]
@@ -61,14 +84,11 @@ def check_request(
         )
         log_id = entry.id
     try:
-        normalized = normalize_names(names)
-        if store not in STORE_KINDS:
-            raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
         with db() as s:
-            vendor = repo.get_ca(s, ca)
-            providers = {n: p.name for n, p in repo.providers_for_names(s, normalized).items()}
+            checked = check_names_ca_and_dns(s, ca=ca, names=names, store=store)
+            normalized, providers = checked.names, checked.providers
             if not allow_duplicate:
-                existing = repo.find_identical(s, normalized, vendor.id, store)
+                existing = repo.find_identical(s, normalized, checked.ca.id, store)
                 if existing is not None:
                     raise errors.DuplicateCertificate(
                         detail=f"certificate {existing.id} ({', '.join(existing.names)}) is valid "

@@ -32,22 +32,20 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from core import errors, issuance, renewal
-from core.accounts import endpoint_for, open_session
+from core.accounts import endpoint_for, session_for_ca
 from core.acme_client import AcmeSession
 from core.dnsprovider import DNSProvider
 from core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields, build_csr, generate_private_key
-from core.names import normalize_names
 from core.state import renewals, repo
 from core.state.models import CAVendor
 from core.stores import (
     CERT_FILE,
     PREVIOUS_DIR,
-    STORE_KINDS,
     CertificateStore,
     stores_from_settings,
 )
 from providers.configured import ConfiguredProviders
-from tasks.certificates import IssuedSet, log_failure, save_issued
+from tasks.certificates import IssuedSet, check_names_ca_and_dns, log_failure, save_issued
 from tasks.common import (
     challenge_journal,
     current_flow_run_id,
@@ -424,12 +422,10 @@ def _start(job: RenewalJob) -> _Started:
     failure: Exception | None = None
     with db() as s:
         try:
-            names = normalize_names(job.names)
-            if job.store not in STORE_KINDS:
-                raise errors.ConfigError(detail=f"unknown store {job.store!r}")
-            index = renewals.provider_index(s)
-            wanted = set(index.providers_for(names).values())
-            acme = open_session(s, job.ca, conf)
+            checked = check_names_ca_and_dns(s, ca=job.ca, names=job.names, store=job.store)
+            names, index = checked.names, checked.index
+            wanted = set(checked.providers.values())
+            acme = session_for_ca(s, checked.ca, conf)
             configured = ConfiguredProviders(s)
             providers = {name: configured.get(name) for name in sorted(wanted)}
         except Exception as exc:
