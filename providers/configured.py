@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -54,15 +53,6 @@ class ConfiguredProviders:
         if config.name not in self._built:
             self._built[config.name] = dns_provider_from_config(config)
         return config.name
-
-    def check_names(self, names: Iterable[str]) -> dict[str, str]:
-        """Provider name per certificate name; raises before any order is placed."""
-        return {n: p.name for n, p in repo.providers_for_names(self._session, list(names)).items()}
-
-    @property
-    def built(self) -> dict[str, DNSProvider]:
-        """The providers built so far, by configured name."""
-        return self._built
 
     def get(self, name: str) -> DNSProvider:
         """The built provider named ``name`` (building it when needed)."""
