@@ -163,14 +163,6 @@ class StoredCertificate:
             metadata=folder / METADATA_FILE,
         )
 
-    def load_metadata(self) -> dict[str, Any]:
-        """The contents of ``metadata.json`` (empty when absent)."""
-        try:
-            data = json.loads(self.metadata.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
 
 class CertificateStore:
     """One store (``certificate`` or ``zero-touch``) rooted at a folder."""

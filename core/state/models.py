@@ -32,7 +32,7 @@ from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from core.errors import ConfigError
-from core.stores import STORE_KINDS, canonical_names, names_digest
+from core.stores import STORE_KINDS, names_digest
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -266,11 +266,6 @@ class Certificate(_Timestamps, Base):
         names = [n.strip().rstrip(".").lower() for n in value if n and n.strip()]
         self.names_key = names_digest(names)
         return names
-
-    @property
-    def name_set(self) -> list[str]:
-        """The canonical (sorted, unique) name set."""
-        return canonical_names(self.names)
 
     def __repr__(self) -> str:
         return f"Certificate(id={self.id!r}, store={self.store!r}, names={self.names!r})"

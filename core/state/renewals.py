@@ -327,9 +327,3 @@ def record_success(
         else None
     )
     s.flush()
-
-
-def set_folder(s: Session, certificate_id: int, folder: str) -> None:
-    """Move a certificate's record to another folder of the same store (adoption of a loose
-    file into acmeflow's layout on its first renewal)."""
-    repo.update_certificate(s, repo.get_certificate(s, certificate_id), folder=folder)

@@ -244,11 +244,6 @@ def get_ca(s: Session, name: str | None) -> CAVendor:
     return ca
 
 
-def find_ca(s: Session, name: str) -> CAVendor | None:
-    """The CA vendor ``name`` whether active or not (``None`` when unknown)."""
-    return _find_ca(s, name)
-
-
 def list_cas(s: Session, *, include_inactive: bool = True) -> list[CAVendor]:
     """Every CA vendor, by name."""
     q = select(CAVendor).order_by(CAVendor.name)
@@ -528,11 +523,6 @@ def get_dns_provider(s: Session, name: str, *, include_inactive: bool = False) -
     if not provider.active and not include_inactive:
         raise DNSProviderUnavailable(name, detail=f"DNS provider {name!r} is disabled")
     return provider
-
-
-def find_dns_provider(s: Session, name: str) -> DNSProviderConfig | None:
-    """The DNS provider ``name`` whether active or not (``None`` when unknown)."""
-    return _find_provider(s, name)
 
 
 def list_dns_providers(s: Session, *, include_inactive: bool = True) -> list[DNSProviderConfig]:

@@ -263,14 +263,6 @@ def binding_counts(s: Session) -> dict[int, list[int]]:
     return result
 
 
-def get_binding(s: Session, binding_id: int) -> TargetBinding:
-    """The binding ``binding_id``; unknown (unbound meanwhile) raises NotFound."""
-    binding = s.get(TargetBinding, binding_id)
-    if binding is None:
-        raise NotFound(detail=f"binding {binding_id} no longer exists (target unbound?)")
-    return binding
-
-
 def record_deployed(
     s: Session, binding_id: int, serial: str, *, at: datetime | None = None
 ) -> TargetBinding | None:
