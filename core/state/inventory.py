@@ -560,25 +560,14 @@ def inventory_report(
 
 
 def _load(s: Session, ids: Iterable[int]) -> list[Certificate]:
-    wanted = list(dict.fromkeys(int(i) for i in ids))
-    if not wanted:
-        raise ConfigError(detail="no certificate id given")
-    found: dict[int, Certificate] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        for cert in s.scalars(
-            select(Certificate).where(Certificate.id.in_(wanted[i : i + _CHUNK]))
-        ):
-            found[cert.id] = cert
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise NotFound(detail=f"no certificate with id {', '.join(map(str, missing))}")
-    gone = [i for i in wanted if found[i].status != "active"]
+    certs = repo.certificates_by_id(s, ids)
+    gone = [c.id for c in certs if c.status != "active"]
     if gone:
         raise NotFound(
             detail=f"certificate {', '.join(map(str, gone))} is gone from its store "
             "(its file was removed); scan again after restoring it"
         )
-    return [found[i] for i in wanted]
+    return certs
 
 
 def _ids(certs: Iterable[Certificate]) -> str:

@@ -153,31 +153,24 @@ def candidates_by_id(
     has none; a certificate under another CA raises ConfigError (enroll it under the new CA
     first: that is a vendor change).
     """
-    ids = list(dict.fromkeys(certificate_ids))
-    if not ids:
-        raise ConfigError(detail="give at least one certificate id")
-    rows = {c.id: c for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)))}
-    missing = [str(i) for i in ids if i not in rows]
-    if missing:
-        raise NotFound(detail=f"no certificate with id {', '.join(missing)}")
+    certs = repo.certificates_by_id(s, certificate_ids)
     override = None
     if ca is not None:
         override = s.scalars(select(CAVendor).where(CAVendor.name == ca)).one_or_none()
         if override is None:
             raise CAConfigMissing(detail=f"no CA vendor named {ca!r}")
     result = []
-    for i in ids:
-        cert = rows[i]
+    for cert in certs:
         if cert.status != "active":
             raise NotFound(
-                detail=f"certificate {i} is no longer in its store (status {cert.status})"
+                detail=f"certificate {cert.id} is no longer in its store (status {cert.status})"
             )
         vendor = cert.ca_vendor
         if override is not None:
             if vendor is not None and vendor.id != override.id:
                 raise ConfigError(
-                    detail=f"certificate {i} renews through CA vendor {vendor.name!r}; enroll it "
-                    f"under {override.name!r} first (vendor change)"
+                    detail=f"certificate {cert.id} renews through CA vendor {vendor.name!r}; "
+                    f"enroll it under {override.name!r} first (vendor change)"
                 )
             vendor = override
         result.append(_candidate(cert, vendor))

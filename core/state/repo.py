@@ -778,6 +778,22 @@ def get_certificate(s: Session, cert_id: int) -> Certificate:
     return cert
 
 
+def certificates_by_id(s: Session, certificate_ids: Iterable[int]) -> list[Certificate]:
+    """The certificates ``certificate_ids`` in the order given (duplicates once); none given
+    raises ConfigError, unknown ids raise one NotFound listing them."""
+    ids = list(dict.fromkeys(int(i) for i in certificate_ids))
+    if not ids:
+        raise ConfigError(detail="give at least one certificate id")
+    found: dict[int, Certificate] = {}
+    for i in range(0, len(ids), 500):
+        for cert in s.scalars(select(Certificate).where(Certificate.id.in_(ids[i : i + 500]))):
+            found[cert.id] = cert
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(detail=f"no certificate with id {', '.join(missing)}")
+    return [found[i] for i in ids]
+
+
 def get_certificate_by_folder(s: Session, store: str, folder: str) -> Certificate | None:
     """The certificate recorded at ``folder`` in ``store`` (``None`` when none)."""
     return s.scalars(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from core.errors import ConfigError, NotFound
 from core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
 from core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
-from core.state.repo import apply_changes, apply_secret_changes
+from core.state.repo import apply_changes, apply_secret_changes, certificates_by_id
 
 _MAX_ERROR = 4000
 
@@ -154,21 +154,10 @@ def target_secrets(
 # --- bindings ----------------------------------------------------------------------------------
 
 
-def _certificates(s: Session, certificate_ids: Iterable[int]) -> list[Certificate]:
-    ids = list(dict.fromkeys(certificate_ids))
-    if not ids:
-        raise ConfigError(detail="give at least one certificate id")
-    found = {c.id: c for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)))}
-    missing = [str(i) for i in ids if i not in found]
-    if missing:
-        raise NotFound(detail=f"no certificate with id {', '.join(missing)}")
-    return [found[i] for i in ids]
-
-
 def bind(s: Session, target_name: str, certificate_ids: Iterable[int]) -> list[TargetBinding]:
     """Bind certificates to a target (idempotent); returns the bindings, existing or new."""
     target = get_target(s, target_name)
-    certs = _certificates(s, certificate_ids)
+    certs = certificates_by_id(s, certificate_ids)
     gone = [str(c.id) for c in certs if c.status != "active"]
     if gone:
         raise ConfigError(detail=f"certificate {', '.join(gone)} is gone from its store")
