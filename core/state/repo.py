@@ -535,18 +535,14 @@ def list_dns_providers(s: Session, *, include_inactive: bool = True) -> list[DNS
 
 def remove_dns_provider(s: Session, name: str) -> None:
     """Remove a DNS provider and its domain mappings."""
-    provider = _find_provider(s, name)
-    if provider is None:
-        raise DNSProviderUnavailable(name, detail=f"no DNS provider named {name!r}")
+    provider = get_dns_provider(s, name, include_inactive=True)
     s.delete(provider)
     s.flush()
 
 
 def set_dns_provider_active(s: Session, name: str, active: bool) -> DNSProviderConfig:
     """Enable or disable a DNS provider (its mappings stay)."""
-    provider = _find_provider(s, name)
-    if provider is None:
-        raise DNSProviderUnavailable(name, detail=f"no DNS provider named {name!r}")
+    provider = get_dns_provider(s, name, include_inactive=True)
     provider.active = active
     s.flush()
     return provider
@@ -568,11 +564,7 @@ def map_domains(s: Session, provider_name: str, domains: Iterable[str]) -> list[
     A domain already mapped to another provider raises ConfigError naming it; nothing is
     mapped then.
     """
-    provider = _find_provider(s, provider_name)
-    if provider is None:
-        raise DNSProviderUnavailable(
-            provider_name, detail=f"no DNS provider named {provider_name!r}"
-        )
+    provider = get_dns_provider(s, provider_name, include_inactive=True)
     wanted = list(dict.fromkeys(normalize_domain(d) for d in domains))
     if not wanted:
         raise ConfigError(detail="no domain given")
@@ -597,11 +589,7 @@ def map_domains(s: Session, provider_name: str, domains: Iterable[str]) -> list[
 
 def unmap_domains(s: Session, provider_name: str, domains: Iterable[str]) -> list[str]:
     """Remove domain mappings of a provider (all or nothing); returns the domains."""
-    provider = _find_provider(s, provider_name)
-    if provider is None:
-        raise DNSProviderUnavailable(
-            provider_name, detail=f"no DNS provider named {provider_name!r}"
-        )
+    provider = get_dns_provider(s, provider_name, include_inactive=True)
     wanted = list(dict.fromkeys(normalize_domain(d) for d in domains))
     rows = {
         m.domain: m
@@ -625,11 +613,7 @@ def unmap_domains(s: Session, provider_name: str, domains: Iterable[str]) -> lis
 
 def mapped_domains(s: Session, provider_name: str) -> list[str]:
     """The domains mapped to a provider, sorted."""
-    provider = _find_provider(s, provider_name)
-    if provider is None:
-        raise DNSProviderUnavailable(
-            provider_name, detail=f"no DNS provider named {provider_name!r}"
-        )
+    provider = get_dns_provider(s, provider_name, include_inactive=True)
     return list(
         s.scalars(
             select(DomainMapping.domain)
