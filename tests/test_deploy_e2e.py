@@ -18,7 +18,7 @@ from config.settings import get_settings
 from core.errors import NotFound
 from flows.issue import issue
 from tests.fakes import TestPKI
-from tests.fakes.nginx import Nginx, run_nginx, wait_for_serial
+from tests.fakes.nginx import Nginx, run_nginx
 from tests.fakes.nitro import FakeNitroServer
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json
@@ -144,7 +144,7 @@ def test_zero_touch_is_deployed_at_issuance_and_after_renewal(
         "adc": "deployed",
         "web": "deployed",
     }
-    assert wait_for_serial(web.port, first) == first
+    assert web.wait_for_serial(first) == first
     adc.bind_vserver(VSERVER, CERTKEY)  # the ADC admin binds the certkey once
     assert adc.served_serial(VSERVER) == first
 
@@ -152,7 +152,7 @@ def test_zero_touch_is_deployed_at_issuance_and_after_renewal(
 
     second = summary["results"][0]["serial"]
     assert second and second != first and store_serial(home, issued["id"]) == second
-    assert wait_for_serial(web.port, second) == second
+    assert web.wait_for_serial(second) == second
     assert adc.served_serial(VSERVER) == second
     assert len(adc.served_chain(VSERVER)) >= 2  # leaf linked to its intermediate
     history = deploy_history(home, issued["id"])
@@ -163,7 +163,7 @@ def test_zero_touch_is_deployed_at_issuance_and_after_renewal(
 
 def test_certificate_store_waits_for_acmeflow_deploy(home: Home, web: Nginx) -> None:
     add_web(home, web)
-    boot = web.served_serial()
+    boot = web.settled_serial()
 
     issued = issue_json(home, "--name", "manual.example.com", "--target", "web")
 
@@ -171,7 +171,7 @@ def test_certificate_store_waits_for_acmeflow_deploy(home: Home, web: Nginx) -> 
     assert issued["deployments"] == [
         {"target": "web", "status": "awaits manual deployment", "last_error": ""}
     ]
-    assert web.served_serial() == boot
+    assert web.settled_serial() == boot
     (waiting,) = deploy_history(home, issued["id"])
     assert waiting["status"] == "skipped"
     assert "awaits manual deployment" in waiting["message"]
@@ -179,7 +179,7 @@ def test_certificate_store_waits_for_acmeflow_deploy(home: Home, web: Nginx) -> 
     out = home.ok("deploy", str(issued["id"])).stdout
 
     assert "1 deployed" in out
-    assert wait_for_serial(web.port, issued["serial"]) == issued["serial"]
+    assert web.wait_for_serial(issued["serial"]) == issued["serial"]
     assert deploy_history(home, issued["id"])[0]["status"] == "success"
 
 
@@ -226,7 +226,7 @@ def test_a_target_that_is_down(home: Home, web: Nginx, adc: FakeNitroServer) -> 
         "web": "deployed",
     }
     assert store_serial(home, cert_id) == first
-    assert wait_for_serial(web.port, first) == first
+    assert web.wait_for_serial(first) == first
     failed = next(e for e in deploy_history(home, cert_id) if e["status"] == "failed")
     assert "after 3 attempts" in failed["message"]
     assert failed["detail"].count("failed, retrying") == 2
@@ -243,7 +243,7 @@ def test_a_target_that_is_down(home: Home, web: Nginx, adc: FakeNitroServer) -> 
     summary = renew_now(cert_id)
     second = summary["results"][0]["serial"]
     assert store_serial(home, cert_id) == second
-    assert wait_for_serial(web.port, second) == second
+    assert web.wait_for_serial(second) == second
     adc.set_down(None)
     assert adc.served_serial(VSERVER) == first
     shown = json.loads(home.ok("targets", "show", "adc", "--json").stdout)

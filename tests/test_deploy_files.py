@@ -15,7 +15,7 @@ from providers.deploy.base import CertificateBundle
 from providers.deploy.files import FilesTarget
 from providers.deploy.registry import build_target, target_types
 from tests.fakes import TestPKI
-from tests.fakes.nginx import Nginx, NginxStartError, run_nginx, served_serial, wait_for_serial
+from tests.fakes.nginx import Nginx, NginxStartError, run_nginx
 
 
 def detail(exc: DeployError) -> str:
@@ -62,11 +62,11 @@ def test_deploy_reload_and_rollback_with_real_nginx(nginx, pki):
 
     out1 = target.deploy(one.bundle("www.example.com"))
     assert out1.changed and out1.location == str(nginx.fullchain)
-    assert wait_for_serial(nginx.port, one.serial) == one.serial
+    assert nginx.wait_for_serial(one.serial) == one.serial
     assert target.current_serial() == one.serial
 
     target.deploy(two.bundle("www.example.com"))
-    assert wait_for_serial(nginx.port, two.serial) == two.serial
+    assert nginx.wait_for_serial(two.serial) == two.serial
 
     failing = files_target(nginx, "false")
     with pytest.raises(DeployError) as err:
@@ -76,7 +76,7 @@ def test_deploy_reload_and_rollback_with_real_nginx(nginx, pki):
     assert err.value.retryable is False
     assert nginx.fullchain.read_bytes() == two.cert_pem + two.chain_pem
     assert nginx.key.read_bytes() == two.key_pem
-    assert served_serial(nginx.port) == two.serial
+    assert nginx.settled_serial() == two.serial
     assert nginx.proc.poll() is None
 
 
@@ -85,7 +85,7 @@ def test_config_test_failure_restores_and_keeps_serving(nginx, pki):
     good = pki.issue(["www.example.com"])
     target = files_target(nginx, nginx.test_then_reload_command)
     target.deploy(good.bundle("www.example.com"))
-    assert wait_for_serial(nginx.port, good.serial) == good.serial
+    assert nginx.wait_for_serial(good.serial) == good.serial
 
     broken = pki.issue(["www.example.com"])
     stranger = pki.issue(["www.example.com"])
@@ -96,11 +96,11 @@ def test_config_test_failure_restores_and_keeps_serving(nginx, pki):
     assert "service reloaded with the previous files" in detail(err.value)
     assert "PRIVATE KEY" not in str(err.value)
     assert nginx.key.read_bytes() == good.key_pem
-    assert served_serial(nginx.port) == good.serial
+    assert nginx.settled_serial() == good.serial
 
     after = pki.issue(["www.example.com"])
     target.deploy(after.bundle("www.example.com"))
-    assert wait_for_serial(nginx.port, after.serial) == after.serial
+    assert nginx.wait_for_serial(after.serial) == after.serial
 
 
 def test_same_content_writes_nothing_and_skips_reload(tmp_path, pki):

@@ -47,14 +47,29 @@ def served_serial(port: int, server_name: str = "www.example.com") -> str | None
     return format(x509.load_der_x509_certificate(der).serial_number, "x") if der else None
 
 
-def wait_for_serial(port: int, serial: str, deadline_s: float = 15.0) -> str | None:
-    """Poll (nginx reloads asynchronously) until ``serial`` is served or the deadline."""
+def _wait_for_serial(port: int, serial: str, deadline_s: float) -> str | None:
+    """Poll until ``serial`` is served or the deadline."""
     deadline = time.monotonic() + deadline_s
     seen = served_serial(port)
     while seen != serial and time.monotonic() < deadline:
         time.sleep(0.05)
         seen = served_serial(port)
     return seen
+
+
+def _children_cmdlines(pid: int) -> list[str]:
+    """Command lines of the live child processes of ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat_fields[1]) == pid and stat_fields[0] != "Z":
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # the process exited while being read
+    return found
 
 
 @dataclass
@@ -91,9 +106,29 @@ class Nginx:
         script = f"{shlex.join(self.argv('-t', '-q'))} && {shlex.join(self.argv('-s', 'reload'))}"
         return shlex.join(["sh", "-c", script])
 
-    def served_serial(self) -> str | None:
-        """Serial of the certificate served now."""
+    def settled_serial(self, deadline_s: float = 15.0) -> str | None:
+        """Serial served once only one, current, worker is left.
+
+        After a reload the old worker finishes its graceful shutdown asynchronously and can
+        still accept a handshake with the previous certificate, so a single handshake right
+        after a reload may see either generation."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            workers = _children_cmdlines(self.proc.pid)
+            if len(workers) == 1 and "shutting down" not in workers[0]:
+                break
+            time.sleep(0.05)
         return served_serial(self.port)
+
+    def wait_for_serial(self, serial: str, deadline_s: float = 15.0) -> str | None:
+        """Poll (nginx reloads asynchronously) until only ``serial`` is served or the
+        deadline; the serial then served."""
+        deadline = time.monotonic() + deadline_s
+        seen = self.settled_serial(deadline_s)
+        while seen != serial and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen = self.settled_serial(max(deadline - time.monotonic(), 0.0))
+        return seen
 
 
 def _config(prefix: Path, port: int, fullchain: Path, key: Path) -> str:
@@ -143,7 +178,7 @@ def run_nginx(
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     n = Nginx(prefix, conf, port, fullchain, key, proc)
     try:
-        if wait_for_serial(port, boot_serial, deadline_s=10) != boot_serial:
+        if _wait_for_serial(port, boot_serial, deadline_s=10) != boot_serial:
             n.proc.kill()
             err = n.proc.communicate()[1].decode(errors="replace")
             log = (prefix / "error.log").read_text(errors="replace")
