@@ -47,16 +47,6 @@ def served_serial(port: int, server_name: str = "www.example.com") -> str | None
     return format(x509.load_der_x509_certificate(der).serial_number, "x") if der else None
 
 
-def _wait_for_serial(port: int, serial: str, deadline_s: float) -> str | None:
-    """Poll until ``serial`` is served or the deadline."""
-    deadline = time.monotonic() + deadline_s
-    seen = served_serial(port)
-    while seen != serial and time.monotonic() < deadline:
-        time.sleep(0.05)
-        seen = served_serial(port)
-    return seen
-
-
 def _children_cmdlines(pid: int) -> list[str]:
     """Command lines of the live child processes of ``pid`` (read from /proc)."""
     found = []
@@ -178,7 +168,7 @@ def run_nginx(
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     n = Nginx(prefix, conf, port, fullchain, key, proc)
     try:
-        if _wait_for_serial(port, boot_serial, deadline_s=10) != boot_serial:
+        if n.wait_for_serial(boot_serial, deadline_s=10) != boot_serial:
             n.proc.kill()
             err = n.proc.communicate()[1].decode(errors="replace")
             log = (prefix / "error.log").read_text(errors="replace")
