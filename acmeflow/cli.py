@@ -15,13 +15,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import typer
 
-from config.settings import get_settings
-from core import errors
-from core.keys import KeyType, load_csr, load_private_key, private_key_pem
-from core.secrets import set_block_resolver
-from core.state import repo
-from core.stores import stores_from_settings
-from tasks.common import prefect_block_secret
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors
+from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_pem
+from acmeflow.core.secrets import set_block_resolver
+from acmeflow.core.state import repo
+from acmeflow.core.stores import stores_from_settings
+from acmeflow.tasks.common import prefect_block_secret
 
 from . import (
     cli_ca,
@@ -83,7 +83,7 @@ def _stage_upload(store: str, key: Path | None, passphrase: str | None) -> str |
         raise errors.InvalidKey(detail=f"{key}: {exc.strerror}") from None
     secret = read_secret_ref(passphrase, "key passphrase") if passphrase else None
     if secret and secret.startswith(("env:", "file:")):
-        from core.secrets import resolve_ref
+        from acmeflow.core.secrets import resolve_ref
 
         secret = resolve_ref(secret)
     loaded = load_private_key(data, secret.encode() if secret else None)
@@ -169,7 +169,7 @@ def issue(
     if csr is not None:
         stored_key = stores_from_settings(get_settings())[store].read_staging_key(str(request_id))
         load_csr(csr_bytes, stored_key)  # the key must match before anything is ordered
-    from flows.issue import issue as issue_flow
+    from acmeflow.flows.issue import issue as issue_flow
 
     with progress_lines("acmeflow.progress", "acmeflow.deploy", enabled=not as_json):
         cert_id = issue_flow(

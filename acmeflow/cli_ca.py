@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from config.vendors import list_presets
-from core import errors
-from core.accounts import register_account
-from core.state import inventory, repo
-from core.state.models import CAVendor
+from acmeflow.config.settings import get_settings
+from acmeflow.config.vendors import list_presets
+from acmeflow.core import errors
+from acmeflow.core.accounts import register_account
+from acmeflow.core.state import inventory, repo
+from acmeflow.core.state.models import CAVendor
 
 from .output import catalog_errors, console, database, fmt_time, print_json, read_secret_ref, table
 

@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 import typer
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from core import errors
-from core.scan import OTHER_CA
-from core.state import inventory, repo
-from core.state.models import Certificate
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors
+from acmeflow.core.scan import OTHER_CA
+from acmeflow.core.state import inventory, repo
+from acmeflow.core.state.models import Certificate
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
 
@@ -180,7 +180,7 @@ def certs_verify(
     ] = False,
 ) -> None:
     """Verify a stored certificate's chain up to a trusted root."""
-    from core.certinfo import read_certificate_file, verify_chain
+    from acmeflow.core.certinfo import read_certificate_file, verify_chain
 
     from .sandbox import pebble_root_pem, sandbox_status
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from core import errors
-from core.state import repo, targets
+from acmeflow.core import errors
+from acmeflow.core.state import repo, targets
 
 from .output import catalog_errors, console, database, print_json, progress_lines, table
 
@@ -76,8 +76,8 @@ def deploy(
                     detail=f"no deploy target is bound to certificate {cert.id}: "
                     f"`acmeflow targets bind TARGET {cert.id}` first"
                 )
-    from flows.deploy import deploy as deploy_flow
-    from flows.deploy import deploy_pending, summary_of
+    from acmeflow.flows.deploy import deploy as deploy_flow
+    from acmeflow.flows.deploy import deploy_pending, summary_of
 
     with progress_lines("acmeflow.deploy", enabled=not as_json):
         if certificate_id is not None:

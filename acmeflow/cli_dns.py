@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from core.state import repo
-from core.state.models import DNSProviderConfig
-from providers.dns.registry import get_provider_type, provider_types, validate_fields
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import DNSProviderConfig
+from acmeflow.providers.dns.registry import get_provider_type, provider_types, validate_fields
 
 from .cli_dns_check import check
 from .output import (

@@ -17,15 +17,15 @@ from typing import Annotated, Any
 
 import typer
 
-from config.settings import get_settings
-from core import errors, issuance
-from core.dns01 import ChallengeRecord, DNSLookup, await_propagation
-from core.dnsprovider import DNSProvider
-from core.names import challenge_base, challenge_record_name
-from core.state import repo
-from core.state.challenge_journal import ChallengeJournal
-from core.state.db import open_database
-from providers.configured import dns_provider_from_config
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors, issuance
+from acmeflow.core.dns01 import ChallengeRecord, DNSLookup, await_propagation
+from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.names import challenge_base, challenge_record_name
+from acmeflow.core.state import repo
+from acmeflow.core.state.challenge_journal import ChallengeJournal
+from acmeflow.core.state.db import open_database
+from acmeflow.providers.configured import dns_provider_from_config
 
 from .output import catalog_errors, console, database, err_console, print_json
 

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from core import errors
-from core.state import repo
-from core.state.models import LOG_KINDS, LogEntry
+from acmeflow.core import errors
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import LOG_KINDS, LogEntry
 
 from .output import catalog_errors, console, database, fmt_time, print_json, table
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from core import errors
-from core.state import renewals
+from acmeflow.core import errors
+from acmeflow.core.state import renewals
 
 from .output import catalog_errors, console, database, print_json, progress_lines, table
 
@@ -83,7 +83,7 @@ def renew(
             renewals.candidates_by_id(s, ids, ca=ca)
         else:
             renewals.renewal_cas(s, ca)
-    from flows.renew import renew as renew_flow
+    from acmeflow.flows.renew import renew as renew_flow
 
     if not as_json:
         console.print(

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from acmeflow.config.settings import get_settings
 from acmeflow.sandbox import (
     SandboxError,
     SandboxInfo,
@@ -18,7 +19,6 @@ from acmeflow.sandbox import (
     sandbox_stop,
     sandbox_up,
 )
-from config.settings import get_settings
 
 app = typer.Typer(
     help="Local ACME sandbox: pebble (Let's Encrypt's test CA) validating DNS-01 against BIND.",

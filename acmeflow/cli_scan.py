@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from core import errors
-from core.secrets import default_box
-from core.state import inventory
+from acmeflow.core import errors
+from acmeflow.core.secrets import default_box
+from acmeflow.core.state import inventory
 
 from .output import catalog_errors, console, database, err_console, print_json, table
 
@@ -64,7 +64,7 @@ def scan(
     if remember or forget:
         with database() as s:
             inventory.save_scan_passwords(s, [] if forget else sealed or [])
-    from flows.scan import scan as scan_flow
+    from acmeflow.flows.scan import scan as scan_flow
 
     report: dict[str, Any] = scan_flow(p12_passwords=sealed, expiring_limit=expiring)
     if as_json:

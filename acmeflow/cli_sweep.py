@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core import errors
+from acmeflow.core import errors
 
 from .output import catalog_errors, console, print_json, table
 
@@ -67,7 +67,7 @@ def sweep(
     removed (it is retried by the next sweep).
     """
     seconds = parse_duration(older_than)
-    from flows.sweep import sweep as sweep_flow
+    from acmeflow.flows.sweep import sweep as sweep_flow
 
     summary = sweep_flow(older_than_seconds=seconds, inspect_limit=inspect_limit)
     if as_json:

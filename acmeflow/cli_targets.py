@@ -10,10 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
-from core import errors
-from core.state import repo, targets
-from core.state.models import DeployTargetConfig, TargetBinding
-from providers.deploy.registry import TargetType, build_target, get_target_type, target_types
+from acmeflow.core import errors
+from acmeflow.core.state import repo, targets
+from acmeflow.core.state.models import DeployTargetConfig, TargetBinding
+from acmeflow.providers.deploy.registry import (
+    TargetType,
+    build_target,
+    get_target_type,
+    target_types,
+)
 
 from .output import (
     catalog_errors,

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from core import errors
-from core.dnsprovider import ProviderField
-from core.state.db import open_database, session_scope
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors
+from acmeflow.core.dnsprovider import ProviderField
+from acmeflow.core.state.db import open_database, session_scope
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -33,8 +33,8 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from core.schedule_policy import (
+from acmeflow.config.settings import get_settings
+from acmeflow.core.schedule_policy import (
     DEPLOY_PENDING_INTERVAL,
     SCAN_INTERVAL,
     SWEEP_INTERVAL,
@@ -43,9 +43,9 @@ from core.schedule_policy import (
     cadence_for_ca,
     format_interval,
 )
-from core.state import repo
-from core.state.db import open_database, session_scope
-from core.state.models import CAVendor, Certificate
+from acmeflow.core.state import repo
+from acmeflow.core.state.db import open_database, session_scope
+from acmeflow.core.state.models import CAVendor, Certificate
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -78,12 +78,13 @@ class FlowSpec:
 
     @property
     def entrypoint(self) -> str:
-        """The file entrypoint, as in ``prefect.yaml`` (``flows/renew.py:renew``)."""
-        return f"{self.module.replace('.', '/')}.py:{self.function}"
+        """The module entrypoint every acmeflow deployment uses, in ``prefect.yaml`` too
+        (``acmeflow.flows.renew.renew``): the installed package, whatever the working folder."""
+        return f"{self.module}.{self.function}"
 
 
 FLOW_SPECS: dict[str, FlowSpec] = {
-    key: FlowSpec(key=key, module=f"flows.{module}", function=key)
+    key: FlowSpec(key=key, module=f"acmeflow.flows.{module}", function=key)
     for key, module in (
         ("issue", "issue"),
         ("renew", "renew"),
@@ -95,6 +96,11 @@ FLOW_SPECS: dict[str, FlowSpec] = {
 }
 
 FlowLoader = Callable[[str], "Flow[Any, Any]"]
+
+
+def module_entrypoint(flow: Flow[Any, Any]) -> str:
+    """The module entrypoint Prefect records for ``flow`` (``acmeflow.flows.renew.renew``)."""
+    return f"{flow.__module__}.{flow.fn.__name__}"
 
 
 def load_flow(key: str) -> Flow[Any, Any]:
@@ -177,6 +183,7 @@ class DesiredDeployment:
     parameters: dict[str, Any]
     description: str
     tags: tuple[str, ...]
+    entrypoint: str
     ca: str | None = None
     cadence: Cadence | None = None
 
@@ -201,6 +208,7 @@ class DesiredDeployment:
             "anchor": self.anchor.isoformat() if self.anchor else None,
             "parameters": dict(self.parameters),
             "tags": list(self.tags),
+            "entrypoint": self.entrypoint,
             "ca": self.ca,
             "cadence": self.cadence.as_dict() if self.cadence else None,
             "description": self.description,
@@ -369,6 +377,7 @@ def build_desired(cas: Iterable[CAFacts], *, loader: FlowLoader = load_flow) -> 
                     f"{cadence.interval_text} ({cadence.reason})."
                 ),
                 tags=(OWNER_TAG, "renew", f"ca:{ca.name}"),
+                entrypoint=module_entrypoint(renew),
                 ca=ca.name,
                 cadence=cadence,
             )
@@ -388,6 +397,7 @@ def build_desired(cas: Iterable[CAFacts], *, loader: FlowLoader = load_flow) -> 
                 parameters={},
                 description=static.description,
                 tags=(OWNER_TAG, static.flow),
+                entrypoint=module_entrypoint(flow),
             )
         )
     return desired
@@ -417,6 +427,7 @@ class ExistingDeployment:
     tags: tuple[str, ...]
     work_pool_name: str | None
     paused: bool
+    entrypoint: str | None = None
 
     @property
     def full_name(self) -> str:
@@ -484,6 +495,7 @@ async def read_owned_deployments(client: PrefectClient) -> list[ExistingDeployme
                 tags=tuple(d.tags or ()),
                 work_pool_name=d.work_pool_name,
                 paused=bool(d.paused),
+                entrypoint=d.entrypoint,
             )
         )
     return sorted(existing, key=lambda e: e.full_name)
@@ -538,6 +550,8 @@ def _changes(d: DesiredDeployment, e: ExistingDeployment, work_pool: str | None)
         changes.append(f"tags: {sorted(e.tags)} -> {sorted(d.tags)}")
     if work_pool is not None and e.work_pool_name != work_pool:
         changes.append(f"work pool: {e.work_pool_name} -> {work_pool}")
+    if e.entrypoint is not None and e.entrypoint != d.entrypoint:
+        changes.append(f"entrypoint: {e.entrypoint} -> {d.entrypoint}")
     return tuple(changes)
 
 
@@ -648,8 +662,8 @@ async def create_deployment(
 async def update_deployment(
     client: PrefectClient, item: PlanItem, *, work_pool: str | None = None
 ) -> None:
-    """Update the managed fields of an existing deployment (its paused state, entrypoint and
-    anything else are left as they are)."""
+    """Update the managed fields of an existing deployment (an outdated entrypoint included;
+    its paused state and anything else are left as they are)."""
     from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate
     from prefect.client.schemas.schedules import IntervalSchedule
 
@@ -673,6 +687,9 @@ async def update_deployment(
         ]
     if work_pool is not None and e.work_pool_name != work_pool:
         fields["work_pool_name"] = work_pool
+    if any(c.startswith("entrypoint") for c in item.changes):
+        # an entrypoint from before the acmeflow namespace (``flows/renew.py:renew``)
+        fields["entrypoint"] = d.entrypoint
     await client.update_deployment(e.id, DeploymentUpdate(**fields))
 
 

@@ -99,16 +99,16 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
     """Issue ``count`` certificates with the core and record them enrolled (setup, untimed)."""
     from cryptography import x509
 
-    from config.settings import get_settings
-    from core import issuance
-    from core.accounts import open_session
-    from core.certinfo import parse_certificate
-    from core.dns01 import DNSLookup
-    from core.keys import CSRFields, build_csr, generate_private_key
-    from core.state import repo
-    from core.state.db import open_database, session_scope
-    from core.stores import stores_from_settings
-    from providers.configured import ConfiguredProviders
+    from acmeflow.config.settings import get_settings
+    from acmeflow.core import issuance
+    from acmeflow.core.accounts import open_session
+    from acmeflow.core.certinfo import parse_certificate
+    from acmeflow.core.dns01 import DNSLookup
+    from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
+    from acmeflow.core.state import repo
+    from acmeflow.core.state.db import open_database, session_scope
+    from acmeflow.core.stores import stores_from_settings
+    from acmeflow.providers.configured import ConfiguredProviders
 
     conf = get_settings()
     engine = open_database(conf.resolved_database_url)
@@ -171,7 +171,7 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
 def child_renew(at: str) -> None:
     """In the measured process: run the ``renew`` flow once, print timings and memory as JSON."""
     started = time.perf_counter()
-    from flows.renew import renew
+    from acmeflow.flows.renew import renew
 
     imported = time.perf_counter() - started
     started = time.perf_counter()
@@ -220,9 +220,9 @@ def bench_acmeflow(info: SandboxInfo, count: int, workers: int) -> dict[str, Any
     ids = enroll_certificates(count, workers, prefix)
     _say(f"  enrolled {len(ids)} in {time.perf_counter() - started:.1f} s")
 
-    from config.settings import get_settings
-    from core.state import repo
-    from core.state.db import open_database, session_scope
+    from acmeflow.config.settings import get_settings
+    from acmeflow.core.state import repo
+    from acmeflow.core.state.db import open_database, session_scope
 
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:

@@ -129,11 +129,11 @@ def _timed(result: MethodResult, count: int, issue_one: Callable[[int], None], l
 
 def bench_core(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
     """Issue ``count`` certificates with the core library (no Prefect, no database)."""
-    from core.acme_client import AcmeSession, CAEndpoint, generate_account_key
-    from core.dns01 import DNSLookup
-    from core.issuance import issue_certificate
-    from core.keys import CSRFields, build_csr, generate_private_key
-    from providers.dns.registry import build_provider
+    from acmeflow.core.acme_client import AcmeSession, CAEndpoint, generate_account_key
+    from acmeflow.core.dns01 import DNSLookup
+    from acmeflow.core.issuance import issue_certificate
+    from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
+    from acmeflow.providers.dns.registry import build_provider
 
     result = MethodResult("core")
     endpoint = CAEndpoint(directory_url=info.directory_url, ca_bundle=str(info.ca_bundle))
@@ -181,11 +181,11 @@ def bench_flow(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from config.settings import get_settings
-    from core.certinfo import read_certificate_file
-    from core.state import repo
-    from core.state.db import open_database, session_scope
-    from flows.issue import issue
+    from acmeflow.config.settings import get_settings
+    from acmeflow.core.certinfo import read_certificate_file
+    from acmeflow.core.state import repo
+    from acmeflow.core.state.db import open_database, session_scope
+    from acmeflow.flows.issue import issue
 
     def issue_one(index: int, prefix: str = "flow") -> None:
         names = two_names(prefix, run_id, index)

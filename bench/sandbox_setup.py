@@ -80,7 +80,7 @@ def _resolvers_value(server: str) -> str:
     Plain ``host:port`` when the settings parse it, else a JSON list (pydantic-settings reads
     list fields from the environment as JSON).
     """
-    from config.settings import Settings
+    from acmeflow.config.settings import Settings
 
     key = "ACMEFLOW_DNS_RESOLVERS"
     previous = os.environ.get(key)
@@ -111,7 +111,7 @@ def apply_env(env: Mapping[str, str]) -> None:
     """Put ``env`` into this process's environment and forget cached settings."""
     os.environ.update(env)
     os.environ.pop("ACMEFLOW_DATABASE_URL", None)
-    from config.settings import get_settings
+    from acmeflow.config.settings import get_settings
 
     get_settings.cache_clear()
 

@@ -41,7 +41,7 @@ _PASSWORD_ENV = "ACMEFLOW_BENCH_P12_PASSWORD"
 
 
 def _use_home(home: Path) -> None:
-    from config.settings import get_settings
+    from acmeflow.config.settings import get_settings
 
     os.environ["ACMEFLOW_HOME"] = str(home)
     for var in ("ACMEFLOW_DATABASE_URL", "ACMEFLOW_CERTIFICATE_STORE", "ACMEFLOW_ZERO_TOUCH_STORE"):
@@ -50,8 +50,8 @@ def _use_home(home: Path) -> None:
 
 
 def _configure_ca() -> None:
-    from core.state import repo
-    from core.state.db import open_database, session_scope
+    from acmeflow.core.state import repo
+    from acmeflow.core.state.db import open_database, session_scope
 
     with session_scope(open_database()) as s:
         repo.add_ca(s, name="le", vendor="letsencrypt", email="ops@example.com")
@@ -59,10 +59,10 @@ def _configure_ca() -> None:
 
 def scan_like_the_flow() -> dict[str, Any]:
     """Both stores through the same steps as the flow's tasks (no Prefect); the report."""
-    from core.scan import scan_store
-    from core.state import inventory
-    from core.state.db import open_database, session_scope
-    from core.stores import stores_from_settings
+    from acmeflow.core.scan import scan_store
+    from acmeflow.core.state import inventory
+    from acmeflow.core.state.db import open_database, session_scope
+    from acmeflow.core.stores import stores_from_settings
 
     engine = open_database()
     summaries = {}
@@ -97,7 +97,7 @@ def run(count: int, *, flow: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="acmeflow-bench-scan-") as tmp:
         home = Path(tmp) / "home"
         _use_home(home)
-        from core.stores import stores_from_settings
+        from acmeflow.core.stores import stores_from_settings
 
         roots = [store.root for store in stores_from_settings().values()]
         start = time.perf_counter()
@@ -128,7 +128,7 @@ def run(count: int, *, flow: bool = False) -> dict[str, Any]:
             "target_ok": scanned <= TARGET_SECONDS and scanned <= TARGET_RATIO * bare,
         }
         if flow:
-            from flows.scan import scan as scan_flow
+            from acmeflow.flows.scan import scan as scan_flow
 
             _use_home(Path(tmp) / "home-warm")  # start Prefect's server on an empty home first
             start = time.perf_counter()

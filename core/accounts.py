@@ -8,13 +8,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from config.settings import Settings
-from core import errors
-from core.acme_client import AcmeSession, CAEndpoint, check_ca, generate_account_key
-from core.keys import key_type_of, load_private_key
-from core.secrets import unseal
-from core.state import repo
-from core.state.models import CAVendor
+from acmeflow.config.settings import Settings
+from acmeflow.core import errors
+from acmeflow.core.acme_client import AcmeSession, CAEndpoint, check_ca, generate_account_key
+from acmeflow.core.keys import key_type_of, load_private_key
+from acmeflow.core.secrets import unseal
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import CAVendor
 
 
 def materialize_ca_bundle(pem: str | None, settings: Settings) -> str | None:

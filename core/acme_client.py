@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from core import errors
+from acmeflow.core import errors
 
 log = logging.getLogger(__name__)
 

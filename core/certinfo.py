@@ -26,7 +26,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from core.keys import key_type_of, name_attribute, public_key_der
+from acmeflow.core.keys import key_type_of, name_attribute, public_key_der
 
 __all__ = [
     "CertificateInfo",

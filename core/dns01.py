@@ -23,7 +23,7 @@ import dns.query
 import dns.rdatatype
 import dns.resolver
 
-from core import errors
+from acmeflow.core import errors
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from core import errors
-from core.acme_client import AcmeSession, DNSChallenge, IssuedCertificate, OrderHandle
-from core.dns01 import ChallengeRecord, DNSLookup, await_propagation, plan_records
-from core.dnsprovider import DNSProvider
+from acmeflow.core import errors
+from acmeflow.core.acme_client import AcmeSession, DNSChallenge, IssuedCertificate, OrderHandle
+from acmeflow.core.dns01 import ChallengeRecord, DNSLookup, await_propagation, plan_records
+from acmeflow.core.dnsprovider import DNSProvider
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from core.errors import InvalidContact, InvalidCSR, InvalidKey
-from core.names import normalize_name, normalize_names
+from acmeflow.core.errors import InvalidContact, InvalidCSR, InvalidKey
+from acmeflow.core.names import normalize_name, normalize_names
 
 __all__ = [
     "DEFAULT_KEY_TYPE",

@@ -16,7 +16,12 @@ from collections.abc import Iterable
 
 import idna
 
-from core.errors import AcmeflowError, CertificateInvalidDomain, DomainNeedsDot, InvalidDomainName
+from acmeflow.core.errors import (
+    AcmeflowError,
+    CertificateInvalidDomain,
+    DomainNeedsDot,
+    InvalidDomainName,
+)
 
 __all__ = [
     "MAX_LABEL_LENGTH",

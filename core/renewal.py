@@ -27,8 +27,8 @@ from typing import Literal, Protocol
 import requests
 from acme import messages
 
-from core import errors
-from core.acme_client import USER_AGENT, CAEndpoint, fetch_directory
+from acmeflow.core import errors
+from acmeflow.core.acme_client import USER_AGENT, CAEndpoint, fetch_directory
 
 BACKOFF_BASE = dt.timedelta(minutes=5)
 BACKOFF_CAP = dt.timedelta(hours=24)

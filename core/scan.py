@@ -28,14 +28,14 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from core.certinfo import (
+from acmeflow.core.certinfo import (
     CertificateInfo,
     CertificateParseError,
     CertificatePasswordError,
     load_certificates,
     parse_certificate,
 )
-from core.stores import CERT_FILE, METADATA_FILE, CertificateStore
+from acmeflow.core.stores import CERT_FILE, METADATA_FILE, CertificateStore
 
 __all__ = [
     "OTHER_CA",

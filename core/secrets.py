@@ -32,9 +32,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from config.settings import Settings, get_settings
-from core.errors import ConfigError, SecretError
-from core.files import fsync_dir
+from acmeflow.config.settings import Settings, get_settings
+from acmeflow.core.errors import ConfigError, SecretError
+from acmeflow.core.files import fsync_dir
 
 ENV_PREFIX = "env:"
 FILE_PREFIX = "file:"

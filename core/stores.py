@@ -47,9 +47,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from config.settings import Settings, get_settings
-from core.errors import ConfigError, InvalidKey, NotFound
-from core.files import atomic_write, fsync_dir, write_new
+from acmeflow.config.settings import Settings, get_settings
+from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
+from acmeflow.core.files import atomic_write, fsync_dir, write_new
 
 StoreKind = Literal["certificate", "zero-touch"]
 STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")

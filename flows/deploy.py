@@ -18,16 +18,16 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from core import errors
-from core.errors import mask_secrets
-from tasks.common import (
+from acmeflow.core import errors
+from acmeflow.core.errors import mask_secrets
+from acmeflow.tasks.common import (
     markdown_table,
     progress,
     publish_artifact,
     retry_if_retryable,
     settings,
 )
-from tasks.deploy import (
+from acmeflow.tasks.deploy import (
     AutoDeploy,
     DeployJob,
     DeployPlan,

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from core.keys import DEFAULT_KEY_TYPE
-from flows.deploy import deploy_after_store
-from tasks.acme import (
+from acmeflow.core.keys import DEFAULT_KEY_TYPE
+from acmeflow.flows.deploy import deploy_after_store
+from acmeflow.tasks.acme import (
     add_txt_records,
     answer_challenges,
     await_propagation,
@@ -18,8 +18,13 @@ from tasks.acme import (
     place_order,
     plan_txt_records,
 )
-from tasks.certificates import check_request, prepare_key_and_csr, record_failure, store_certificate
-from tasks.deploy import check_targets
+from acmeflow.tasks.certificates import (
+    check_request,
+    prepare_key_and_csr,
+    record_failure,
+    store_certificate,
+)
+from acmeflow.tasks.deploy import check_targets
 
 
 @flow(name="issue", log_prints=False)

@@ -15,9 +15,9 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.deploy import deploy_after_renewals
-from tasks.common import markdown_table, progress, publish_artifact, settings
-from tasks.renew import (
+from acmeflow.flows.deploy import deploy_after_renewals
+from acmeflow.tasks.common import markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.renew import (
     RenewalJob,
     RenewalOutcome,
     failed_outcome,

@@ -6,8 +6,13 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from core.stores import STORE_KINDS
-from tasks.scan import check_password_refs, publish_inventory, report_inventory, scan_store_task
+from acmeflow.core.stores import STORE_KINDS
+from acmeflow.tasks.scan import (
+    check_password_refs,
+    publish_inventory,
+    report_inventory,
+    scan_store_task,
+)
 
 
 @flow(name="scan", log_prints=False)

@@ -15,8 +15,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.common import markdown_table, progress, publish_artifact, settings
-from tasks.sweep import ProviderJob, ProviderSweep, failed_sweep, plan_sweep, sweep_provider
+from acmeflow.tasks.common import markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.sweep import (
+    ProviderJob,
+    ProviderSweep,
+    failed_sweep,
+    plan_sweep,
+    sweep_provider,
+)
 
 DEFAULT_GRACE_SECONDS = 3600.0
 

@@ -7,10 +7,10 @@ import threading
 
 from sqlalchemy.orm import Session
 
-from core.dnsprovider import DNSProvider
-from core.state import repo
-from core.state.models import DNSProviderConfig
-from providers.dns.registry import build_provider
+from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import DNSProviderConfig
+from acmeflow.providers.dns.registry import build_provider
 
 _thread_providers = threading.local()
 

@@ -11,13 +11,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
-from core import issuance
-from core.accounts import open_session
-from core.acme_client import DNSChallenge, IssuedCertificate, OrderHandle
-from core.dns01 import ChallengeRecord
-from core.dnsprovider import DNSProvider
-from providers.configured import ConfiguredProviders
-from tasks.common import (
+from acmeflow.core import issuance
+from acmeflow.core.accounts import open_session
+from acmeflow.core.acme_client import DNSChallenge, IssuedCertificate, OrderHandle
+from acmeflow.core.dns01 import ChallengeRecord
+from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.providers.configured import ConfiguredProviders
+from acmeflow.tasks.common import (
     challenge_journal,
     db,
     dns_lookup,

@@ -12,17 +12,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
-from core import errors
-from core.acme_client import IssuedCertificate
-from core.certinfo import CertificateInfo, parse_certificate
-from core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
-from core.keys import load_private_key as load_key
-from core.names import normalize_names
-from core.state import inventory, renewals, repo
-from core.state.models import CAVendor
-from core.state.renewals import ProviderIndex
-from core.stores import STORE_KINDS, stores_from_settings
-from tasks.common import current_flow_run_id, db, progress, settings
+from acmeflow.core import errors
+from acmeflow.core.acme_client import IssuedCertificate
+from acmeflow.core.certinfo import CertificateInfo, parse_certificate
+from acmeflow.core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
+from acmeflow.core.keys import load_private_key as load_key
+from acmeflow.core.names import normalize_names
+from acmeflow.core.state import inventory, renewals, repo
+from acmeflow.core.state.models import CAVendor
+from acmeflow.core.state.renewals import ProviderIndex
+from acmeflow.core.stores import STORE_KINDS, stores_from_settings
+from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 

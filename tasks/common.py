@@ -15,13 +15,13 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
-from config.settings import Settings, get_settings
-from core.dns01 import DNSLookup
-from core.errors import AcmeflowError, SecretError
-from core.issuance import Timeouts
-from core.secrets import set_block_resolver
-from core.state.challenge_journal import ChallengeJournal
-from core.state.db import open_database, session_scope
+from acmeflow.config.settings import Settings, get_settings
+from acmeflow.core.dns01 import DNSLookup
+from acmeflow.core.errors import AcmeflowError, SecretError
+from acmeflow.core.issuance import Timeouts
+from acmeflow.core.secrets import set_block_resolver
+from acmeflow.core.state.challenge_journal import ChallengeJournal
+from acmeflow.core.state.db import open_database, session_scope
 
 progress_log = logging.getLogger("acmeflow.progress")
 

@@ -19,13 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 from sqlalchemy.orm import Session
 
-from core import errors
-from core.errors import mask_secrets
-from core.state import repo, targets
-from core.state.models import Certificate, LogEntry
-from core.stores import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, stores_from_settings
-from providers.deploy import CertificateBundle, DeployTarget, build_target
-from tasks.common import current_flow_run_id, db, progress, settings
+from acmeflow.core import errors
+from acmeflow.core.errors import mask_secrets
+from acmeflow.core.state import repo, targets
+from acmeflow.core.state.models import Certificate, LogEntry
+from acmeflow.core.stores import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, stores_from_settings
+from acmeflow.providers.deploy import CertificateBundle, DeployTarget, build_target
+from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 deploy_log = logging.getLogger("acmeflow.deploy")

@@ -31,22 +31,28 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from core import errors, issuance, renewal
-from core.accounts import endpoint_for, session_for_ca
-from core.acme_client import AcmeSession
-from core.dnsprovider import DNSProvider
-from core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields, build_csr, generate_private_key
-from core.state import renewals, repo
-from core.state.models import CAVendor
-from core.stores import (
+from acmeflow.core import errors, issuance, renewal
+from acmeflow.core.accounts import endpoint_for, session_for_ca
+from acmeflow.core.acme_client import AcmeSession
+from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.keys import (
+    DEFAULT_KEY_TYPE,
+    KEY_TYPES,
+    CSRFields,
+    build_csr,
+    generate_private_key,
+)
+from acmeflow.core.state import renewals, repo
+from acmeflow.core.state.models import CAVendor
+from acmeflow.core.stores import (
     CERT_FILE,
     PREVIOUS_DIR,
     CertificateStore,
     stores_from_settings,
 )
-from providers.configured import ConfiguredProviders
-from tasks.certificates import IssuedSet, check_names_ca_and_dns, log_failure, save_issued
-from tasks.common import (
+from acmeflow.providers.configured import ConfiguredProviders
+from acmeflow.tasks.certificates import IssuedSet, check_names_ca_and_dns, log_failure, save_issued
+from acmeflow.tasks.common import (
     challenge_journal,
     current_flow_run_id,
     db,

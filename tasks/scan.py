@@ -9,12 +9,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from core.errors import SecretError
-from core.scan import ScanProblem, scan_store
-from core.secrets import ENCRYPTED_PREFIX, is_ref
-from core.state import inventory
-from core.stores import stores_from_settings
-from tasks.common import db, progress, settings
+from acmeflow.core.errors import SecretError
+from acmeflow.core.scan import ScanProblem, scan_store
+from acmeflow.core.secrets import ENCRYPTED_PREFIX, is_ref
+from acmeflow.core.state import inventory
+from acmeflow.core.stores import stores_from_settings
+from acmeflow.tasks.common import db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 

@@ -21,14 +21,14 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import errors
-from core.dnsprovider import DNSProvider
-from core.names import CHALLENGE_LABEL
-from core.state import repo
-from core.state.challenge_journal import JournalEntry, delete_entries, stale_entries
-from core.state.models import ChallengeJournalEntry, utcnow
-from providers.configured import ConfiguredProviders
-from tasks.common import db, progress, settings
+from acmeflow.core import errors
+from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.names import CHALLENGE_LABEL
+from acmeflow.core.state import repo
+from acmeflow.core.state.challenge_journal import JournalEntry, delete_entries, stale_entries
+from acmeflow.core.state.models import ChallengeJournalEntry, utcnow
+from acmeflow.providers.configured import ConfiguredProviders
+from acmeflow.tasks.common import db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 

@@ -19,8 +19,8 @@ import re
 
 import pytest
 
-from core.dnsprovider import BatchDNSProvider, DNSProvider
-from core.errors import TXTRecordError
+from acmeflow.core.dnsprovider import BatchDNSProvider, DNSProvider
+from acmeflow.core.errors import TXTRecordError
 
 # Two realistic DNS-01 values (base64url SHA-256 digests, 43 characters).
 VALUE_APEX = "LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from acmeflow.config.settings import get_settings
 from acmeflow.sandbox import SandboxInfo
-from config.settings import get_settings
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from acme import messages
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from core import errors
-from core.acme_client import (
+from acmeflow.core import errors
+from acmeflow.core.acme_client import (
     AcmeSession,
     CAEndpoint,
     OrderHandle,
@@ -26,7 +26,7 @@ from core.acme_client import (
     generate_account_key,
     translate_problem,
 )
-from core.keys import CSRFields, build_csr, generate_private_key
+from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
 
 BASE = "https://fake-ca.test"
 Reply = tuple[int, dict[str, str], object]

@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from config.settings import get_settings
-from core import errors
-from core.accounts import open_session
-from core.keys import CSRFields, build_csr, generate_private_key
-from core.state.db import open_database, session_scope
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors
+from acmeflow.core.accounts import open_session
+from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
+from acmeflow.core.state.db import open_database, session_scope
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json, txt_values
 

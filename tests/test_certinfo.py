@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from core.certinfo import (
+from acmeflow.core.certinfo import (
     CertificateInfo,
     CertificateParseError,
     CertificatePasswordError,

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from core.errors import ConfigError, DeployError
-from providers.deploy.aws_acm import NAME_TAG, AcmTarget
-from providers.deploy.registry import build_target
+from acmeflow.core.errors import ConfigError, DeployError
+from acmeflow.providers.deploy.aws_acm import NAME_TAG, AcmTarget
+from acmeflow.providers.deploy.registry import build_target
 from tests.fakes import TestPKI
 
 REGION = "eu-west-1"

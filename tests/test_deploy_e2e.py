@@ -14,9 +14,9 @@ import typer
 from typer.testing import CliRunner, Result
 
 from acmeflow import cli_renew
-from config.settings import get_settings
-from core.errors import NotFound
-from flows.issue import issue
+from acmeflow.config.settings import get_settings
+from acmeflow.core.errors import NotFound
+from acmeflow.flows.issue import issue
 from tests.fakes import TestPKI
 from tests.fakes.nginx import Nginx, run_nginx
 from tests.fakes.nitro import FakeNitroServer

@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import ConfigError, DeployError
-from providers.deploy.base import CertificateBundle
-from providers.deploy.files import FilesTarget
-from providers.deploy.registry import build_target, target_types
+from acmeflow.core.errors import ConfigError, DeployError
+from acmeflow.providers.deploy.base import CertificateBundle
+from acmeflow.providers.deploy.files import FilesTarget
+from acmeflow.providers.deploy.registry import build_target, target_types
 from tests.fakes import TestPKI
 from tests.fakes.nginx import Nginx, NginxStartError, run_nginx
 

@@ -14,12 +14,12 @@ from cryptography import x509
 from prefect import flow
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from core.certinfo import parse_certificate
-from core.state import repo, targets
-from core.state.db import open_database, session_scope
-from core.stores import stores_from_settings
-from flows.deploy import deploy, deploy_after_store, deploy_pending, summary_of
+from acmeflow.config.settings import get_settings
+from acmeflow.core.certinfo import parse_certificate
+from acmeflow.core.state import repo, targets
+from acmeflow.core.state.db import open_database, session_scope
+from acmeflow.core.stores import stores_from_settings
+from acmeflow.flows.deploy import deploy, deploy_after_store, deploy_pending, summary_of
 from tests.fakes import Issued, TestPKI
 from tests.fakes.nitro import FakeNitroServer
 

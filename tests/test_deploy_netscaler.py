@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.errors import ConfigError, DeployError
-from providers.deploy.netscaler import NetScalerTarget, derive_certkey
-from providers.deploy.registry import build_target
+from acmeflow.core.errors import ConfigError, DeployError
+from acmeflow.providers.deploy.netscaler import NetScalerTarget, derive_certkey
+from acmeflow.providers.deploy.registry import build_target
 from tests.fakes import TestPKI
 from tests.fakes.nitro import FakeNitroServer
 
@@ -182,7 +182,7 @@ def test_self_signed_adc_without_bundle_fails_clearly(adc, pki):
 
 def test_insecure_switch_works_and_warns(adc, pki, caplog):
     target = target_for(adc, ca_bundle="", insecure="true")
-    with caplog.at_level(logging.WARNING, logger="providers.deploy.netscaler"):
+    with caplog.at_level(logging.WARNING, logger="acmeflow.providers.deploy.netscaler"):
         target.deploy(pki.issue(["www.example.com"]).bundle("www.example.com"))
         target.deploy(pki.issue(["www.example.com"]).bundle("www.example.com"))
     warnings = [r for r in caplog.records if "TLS verification" in r.getMessage()]

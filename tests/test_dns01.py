@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core import errors
-from core.dns01 import ChallengeRecord, DNSLookup, _host_port, await_propagation, plan_records
+from acmeflow.core import errors
+from acmeflow.core.dns01 import (
+    ChallengeRecord,
+    DNSLookup,
+    _host_port,
+    await_propagation,
+    plan_records,
+)
 
 
 class FakeLookup(DNSLookup):

@@ -10,8 +10,8 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from core.errors import TXTRecordError
-from providers.dns.registry import build_provider, get_provider_type
+from acmeflow.core.errors import TXTRecordError
+from acmeflow.providers.dns.registry import build_provider, get_provider_type
 from tests.dns_conformance import VALUE_APEX
 
 PASSWORD = "htB9mR9DYgcu9bX_afHF62erXaH2TS7bg9KW3F7Z"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import ConfigError, TXTRecordError
-from providers.dns.azure import AzureDNSProvider
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns.azure import AzureDNSProvider
 from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, DNSProviderConformance
 from tests.fakes.azure_dns import FakeAzureDNS, FakeCredential
 

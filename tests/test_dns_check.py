@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from acmeflow.core.state.challenge_journal import list_entries
 from acmeflow.output import database
-from core.state.challenge_journal import list_entries
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import txt_values
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from core.errors import ConfigError, TXTRecordError
-from providers.dns.google import GoogleCloudDNSProvider
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns.google import GoogleCloudDNSProvider
 from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, DNSProviderConformance
 from tests.fakes.google_dns import FakeCloudDNS
 

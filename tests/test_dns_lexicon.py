@@ -26,9 +26,9 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from core.errors import ConfigError, TXTRecordError
-from providers.dns.lexicon import LexiconProvider, guess_zone
-from providers.dns.registry import build_provider
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns.lexicon import LexiconProvider, guess_zone
+from acmeflow.providers.dns.registry import build_provider
 from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, DNSProviderConformance
 
 RECORDINGS = Path(__file__).parent / "recordings"

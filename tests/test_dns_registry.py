@@ -8,12 +8,12 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from core.dnsprovider import DNSProvider, ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns import registry
-from providers.dns.catalog import LEXICON_SPECS, PRODUCT_LABELS
-from providers.dns.lexicon import load_module
-from providers.dns.registry import build_provider, get_provider_type, provider_types
+from acmeflow.core.dnsprovider import DNSProvider, ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns import registry
+from acmeflow.providers.dns.catalog import LEXICON_SPECS, PRODUCT_LABELS
+from acmeflow.providers.dns.lexicon import load_module
+from acmeflow.providers.dns.registry import build_provider, get_provider_type, provider_types
 
 
 def test_every_product_type_is_listed_with_a_backing() -> None:
@@ -219,7 +219,9 @@ def test_plugins_are_listed_and_broken_ones_tolerated(
     eps = [
         EntryPoint("exampledns", "acmeflow_test_plugin:PROVIDER", registry.ENTRY_POINT_GROUP),
         EntryPoint("broken", "acmeflow_no_such_module:PROVIDER", registry.ENTRY_POINT_GROUP),
-        EntryPoint("rfc2136", "providers.dns.rfc2136:PROVIDER", registry.ENTRY_POINT_GROUP),
+        EntryPoint(
+            "rfc2136", "acmeflow.providers.dns.rfc2136:PROVIDER", registry.ENTRY_POINT_GROUP
+        ),
     ]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps)
     registry.reset_provider_types()

@@ -10,10 +10,10 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns.registry import build_provider
+from acmeflow.providers.dns.rfc2136 import RFC2136Provider
 from acmeflow.sandbox import SandboxInfo, SandboxZone
-from core.errors import ConfigError, TXTRecordError
-from providers.dns.registry import build_provider
-from providers.dns.rfc2136 import RFC2136Provider
 from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, BatchDNSProviderConformance
 
 pytestmark = pytest.mark.sandbox

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from core.errors import ConfigError, TXTRecordError
-from providers.dns.registry import build_provider
-from providers.dns.route53 import Route53Provider
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns.registry import build_provider
+from acmeflow.providers.dns.route53 import Route53Provider
 from tests.dns_conformance import VALUE_APEX, VALUE_WILDCARD, DNSProviderConformance
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 
-from core.errors import NotFound
-from core.state import inventory, repo
-from core.state.db import session_scope
+from acmeflow.core.errors import NotFound
+from acmeflow.core.state import inventory, repo
+from acmeflow.core.state.db import session_scope
 from tests.test_scan import (  # noqa: F401  (fixtures)
     Issuer,
     add_custom_ca,

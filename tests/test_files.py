@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.files import atomic_write
+from acmeflow.core.files import atomic_write
 
 
 def test_key_is_0600_from_creation_whatever_the_umask(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core import errors
-from core.dns01 import ChallengeRecord
-from core.issuance import add_txt_records, cleanup_txt_records
+from acmeflow.core import errors
+from acmeflow.core.dns01 import ChallengeRecord
+from acmeflow.core.issuance import add_txt_records, cleanup_txt_records
 
 
 class RecordingProvider:

@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from acmeflow.core.certinfo import verify_chain
+from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
 from acmeflow.sandbox import SandboxInfo, pebble_root_pem
-from core.certinfo import verify_chain
-from core.keys import CSRFields, build_csr, generate_private_key
 from tests.fixtures_acmeflow import Home
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("prefect_harness")]

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from core.errors import (
+from acmeflow.core.errors import (
     CertificateInvalidDomain,
     DomainNeedsDot,
     InvalidContact,
@@ -18,7 +18,7 @@ from core.errors import (
     InvalidDomainName,
     InvalidKey,
 )
-from core.keys import (
+from acmeflow.core.keys import (
     DEFAULT_KEY_TYPE,
     KEY_TYPES,
     CSRFields,

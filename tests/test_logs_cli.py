@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 
 from acmeflow.cli_logs import parse_since
-from core.errors import ConfigError, MissingDNSProvider
-from core.state import repo
-from core.state.db import session_scope
+from acmeflow.core.errors import ConfigError, MissingDNSProvider
+from acmeflow.core.state import repo
+from acmeflow.core.state.db import session_scope
 from tests.test_scan import engine, local_home  # noqa: F401  (fixtures)
 
 NOW = datetime.now(UTC)

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from core.errors import CertificateInvalidDomain, DomainNeedsDot, InvalidDomainName
-from core.names import (
+from acmeflow.core.errors import CertificateInvalidDomain, DomainNeedsDot, InvalidDomainName
+from acmeflow.core.names import (
     certificate_names_problem,
     challenge_base,
     challenge_record_name,

@@ -15,11 +15,11 @@ from cryptography import x509
 from typer.testing import CliRunner, Result
 
 from acmeflow import cli_renew
+from acmeflow.config.settings import get_settings
+from acmeflow.core.state import repo
+from acmeflow.core.state.db import open_database, session_scope
+from acmeflow.core.state.models import Certificate
 from acmeflow.sandbox import SandboxInfo
-from config.settings import get_settings
-from core.state import repo
-from core.state.db import open_database, session_scope
-from core.state.models import Certificate
 from tests.fakes.ari_front import AriFront
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json, txt_values
@@ -335,7 +335,7 @@ def test_scan_enroll_and_renew_in_place(
     (zero_touch / "scan-b.pem").write_bytes((Path(made[1]["folder"]) / "cert.pem").read_bytes())
     (cert_store / "legacy.pem").write_bytes(_other_ca_certificate("legacy.example.com"))
 
-    from flows.scan import scan
+    from acmeflow.flows.scan import scan
 
     report = scan()
     found = {r.folder: r for r in _rows()}

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from acmeflow.core import errors, renewal
+from acmeflow.core.acme_client import CAEndpoint
+from acmeflow.core.renewal import AriWindow, is_due
+from acmeflow.core.state import renewals, repo
+from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
-from core import errors, renewal
-from core.acme_client import CAEndpoint
-from core.renewal import AriWindow, is_due
-from core.state import renewals, repo
-from core.state.db import open_database, session_scope
 from tests.fakes.ari_front import AriFront
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)

@@ -20,12 +20,12 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from core.scan import classify, scan_store
-from core.state import inventory, repo
-from core.state.db import open_database, session_scope
-from core.state.models import Certificate
-from core.stores import CertificateStore, stores_from_settings
+from acmeflow.config.settings import get_settings
+from acmeflow.core.scan import classify, scan_store
+from acmeflow.core.state import inventory, repo
+from acmeflow.core.state.db import open_database, session_scope
+from acmeflow.core.state.models import Certificate
+from acmeflow.core.stores import CertificateStore, stores_from_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PEM = serialization.Encoding.PEM
@@ -455,7 +455,7 @@ def test_missing_store_folder_marks_nothing_gone(
 
 
 def test_classify_prefers_the_ca_a_certificate_is_under() -> None:
-    from core.scan import CAIssuers
+    from acmeflow.core.scan import CAIssuers
 
     cas = [
         CAIssuers(1, "le-a", "le-a", ("R11",), active=False),
@@ -564,8 +564,8 @@ def test_scan_flow_on_sandbox_and_unrelated_ca(
 
 
 def test_plain_password_is_refused_as_flow_parameter() -> None:
-    from core.errors import SecretError
-    from tasks.scan import check_password_refs
+    from acmeflow.core.errors import SecretError
+    from acmeflow.tasks.scan import check_password_refs
 
     check_password_refs(["env:X", "file:/x", "prefect-block:x", "enc:gAAAA"])
     with pytest.raises(SecretError) as err:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from core.schedule_policy import (
+from acmeflow.core.schedule_policy import (
     ANCHOR_EPOCH,
     anchor_for,
     cadence_for_ca,

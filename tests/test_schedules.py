@@ -20,11 +20,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner, Result
 
 from acmeflow import cli_schedules, schedules
+from acmeflow.config.settings import get_settings
+from acmeflow.core.state import repo
+from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
 from acmeflow.schedules import CAFacts, ServeState, build_desired, resync_runner, sync_schedules
-from config.settings import get_settings
-from core.state import repo
-from core.state.db import open_database, session_scope
 from tests.fixtures_acmeflow import Home
 
 pytestmark = [pytest.mark.prefect]
@@ -257,6 +257,32 @@ def test_sync_with_every_flow_present(prefect_harness: None) -> None:
     report = asyncio.run(run(cas[:1]))
     assert report.deleted == ["standin-renew/renew-le-short"]
     assert "standin-renew/ad-hoc" in report.unchanged  # only renew-<ca> ever goes away
+
+
+def test_sync_moves_file_entrypoints_to_the_acmeflow_module_paths(
+    prefect_harness: None, home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo
+) -> None:
+    """Deployments created before the acmeflow namespace point at ``flows/renew.py:renew``."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    home = home_factory(sandbox)
+    assert home.add_sandbox_ca("legacy").exit_code == 0
+    sync_json()
+    old = read_deployment("renew/renew-legacy")
+    assert old.entrypoint == "acmeflow.flows.renew.renew"
+    with get_client(sync_client=True) as client:
+        client.update_deployment(old.id, DeploymentUpdate(entrypoint="flows/renew.py:renew"))
+
+    report = sync_json()
+    assert "renew/renew-legacy" in report["updated"]
+    assert (
+        "entrypoint: flows/renew.py:renew -> acmeflow.flows.renew.renew"
+        in report["changes"]["renew/renew-legacy"]
+    )
+    moved = read_deployment("renew/renew-legacy")
+    assert moved.id == old.id
+    assert moved.entrypoint == "acmeflow.flows.renew.renew"
+    assert sync_json()["updated"] == []
 
 
 def test_serve_registers_every_deployment_and_runs_a_triggered_run(

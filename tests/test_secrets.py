@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from config.settings import Settings, get_settings
-from core import secrets
-from core.errors import SecretError
-from core.secrets import SecretBox, is_prefect_block_ref, resolve_ref, seal, unseal
+from acmeflow.config.settings import Settings, get_settings
+from acmeflow.core import secrets
+from acmeflow.core.errors import SecretError
+from acmeflow.core.secrets import SecretBox, is_prefect_block_ref, resolve_ref, seal, unseal
 
 
 @pytest.fixture

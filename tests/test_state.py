@@ -14,9 +14,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from config.vendors import PRESETS, UnknownVendor, get_preset, issuer_matches
-from core.errors import (
+from acmeflow.config.settings import get_settings
+from acmeflow.config.vendors import PRESETS, UnknownVendor, get_preset, issuer_matches
+from acmeflow.core.errors import (
     CAConfigMissing,
     ConfigError,
     DNSProviderUnavailable,
@@ -26,9 +26,15 @@ from core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from core.state import repo
-from core.state.db import MIGRATIONS_DIR, dispose_engines, migrate, open_database, session_scope
-from core.state.models import (
+from acmeflow.core.state import repo
+from acmeflow.core.state.db import (
+    MIGRATIONS_DIR,
+    dispose_engines,
+    migrate,
+    open_database,
+    session_scope,
+)
+from acmeflow.core.state.models import (
     AcmeAccount,
     Base,
     CAVendor,

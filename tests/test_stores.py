@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from config.settings import Settings
-from core.errors import ConfigError, InvalidKey, NotFound
-from core.stores import (
+from acmeflow.config.settings import Settings
+from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
+from acmeflow.core.stores import (
     INCOMING_DIR,
     CertificateStore,
     StoredCertificate,

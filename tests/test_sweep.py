@@ -13,16 +13,16 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from acmeflow import cli_sweep
+from acmeflow.config.settings import get_settings
+from acmeflow.core import issuance
+from acmeflow.core.dns01 import ChallengeRecord
+from acmeflow.core.state.challenge_journal import ChallengeJournal, list_entries
+from acmeflow.core.state.db import open_database
+from acmeflow.core.state.models import ChallengeJournalEntry
+from acmeflow.flows.sweep import sweep
 from acmeflow.output import database
-from config.settings import get_settings
-from core import issuance
-from core.dns01 import ChallengeRecord
-from core.state.challenge_journal import ChallengeJournal, list_entries
-from core.state.db import open_database
-from core.state.models import ChallengeJournalEntry
-from flows.sweep import sweep
-from providers.configured import ConfiguredProviders
-from tasks.acme import add_txt_records
+from acmeflow.providers.configured import ConfiguredProviders
+from acmeflow.tasks.acme import add_txt_records
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json, txt_values
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from config.settings import get_settings
-from core.certinfo import parse_certificate
-from core.state import repo, targets
-from core.state.db import open_database, session_scope
-from core.stores import stores_from_settings
+from acmeflow.config.settings import get_settings
+from acmeflow.core.certinfo import parse_certificate
+from acmeflow.core.state import repo, targets
+from acmeflow.core.state.db import open_database, session_scope
+from acmeflow.core.stores import stores_from_settings
 from tests.fakes import TestPKI
 
 SECRET = "S3cret-Nitro-Pass"

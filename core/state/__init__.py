@@ -1,8 +1,8 @@
 """acmeflow's state: SQLAlchemy models, the database (migrated by Alembic on open) and the
 repository functions the CLI and the Prefect tasks use."""
 
-from core.state.db import dispose_engines, migrate, open_database, session_scope
-from core.state.models import (
+from acmeflow.core.state.db import dispose_engines, migrate, open_database, session_scope
+from acmeflow.core.state.models import (
     AcmeAccount,
     Base,
     CAVendor,

@@ -16,9 +16,9 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from core.dns01 import ChallengeRecord
-from core.state.db import session_scope
-from core.state.models import ChallengeJournalEntry, utcnow
+from acmeflow.core.dns01 import ChallengeRecord
+from acmeflow.core.state.db import session_scope
+from acmeflow.core.state.models import ChallengeJournalEntry, utcnow
 
 _CHUNK = 200  # rows per IN (...) clause
 

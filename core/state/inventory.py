@@ -26,11 +26,11 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from config.vendors import UnknownVendor, get_preset, issuer_matches
-from core.certinfo import CertificateInfo
-from core.errors import ConfigError, NotFound
-from core.renewal import fallback_due_at
-from core.scan import (
+from acmeflow.config.vendors import UnknownVendor, get_preset, issuer_matches
+from acmeflow.core.certinfo import CertificateInfo
+from acmeflow.core.errors import ConfigError, NotFound
+from acmeflow.core.renewal import fallback_due_at
+from acmeflow.core.scan import (
     OTHER_CA,
     CAIssuers,
     Duplicate,
@@ -41,10 +41,10 @@ from core.scan import (
     counts_line,
     find_duplicates,
 )
-from core.secrets import ENCRYPTED_PREFIX, SecretBox, default_box, unseal
-from core.state import repo
-from core.state.models import AppSetting, CAVendor, Certificate, utcnow
-from core.stores import names_digest
+from acmeflow.core.secrets import ENCRYPTED_PREFIX, SecretBox, default_box, unseal
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import AppSetting, CAVendor, Certificate, utcnow
+from acmeflow.core.stores import names_digest
 
 __all__ = [
     "P12_PASSWORDS_SETTING",

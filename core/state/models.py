@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-from core.errors import ConfigError
-from core.stores import STORE_KINDS, names_digest
+from acmeflow.core.errors import ConfigError
+from acmeflow.core.stores import STORE_KINDS, names_digest
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

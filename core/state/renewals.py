@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from core import renewal
-from core.errors import (
+from acmeflow.core import renewal
+from acmeflow.core.errors import (
     CAConfigMissing,
     ConfigError,
     DNSProviderUnavailable,
@@ -25,8 +25,8 @@ from core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from core.state import repo
-from core.state.models import CAVendor, Certificate, DNSProviderConfig, DomainMapping
+from acmeflow.core.state import repo
+from acmeflow.core.state.models import CAVendor, Certificate, DNSProviderConfig, DomainMapping
 
 
 @dataclass(frozen=True)

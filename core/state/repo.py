@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from config.vendors import UnknownVendor, VendorPreset, get_preset
-from core.errors import (
+from acmeflow.config.vendors import UnknownVendor, VendorPreset, get_preset
+from acmeflow.core.errors import (
     CAConfigMissing,
     ConfigError,
     DNSProviderUnavailable,
@@ -28,8 +28,8 @@ from core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from core.secrets import BlockResolver, SecretBox, default_box, seal_all, unseal_all
-from core.state.models import (
+from acmeflow.core.secrets import BlockResolver, SecretBox, default_box, seal_all, unseal_all
+from acmeflow.core.state.models import (
     CERT_SOURCES,
     CERT_STATUSES,
     ENROLLMENTS,
@@ -43,7 +43,7 @@ from core.state.models import (
     LogEntry,
     utcnow,
 )
-from core.stores import STORE_KINDS, names_digest
+from acmeflow.core.stores import STORE_KINDS, names_digest
 
 # --- validation helpers --------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.errors import ConfigError, NotFound
-from core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
-from core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
-from core.state.repo import apply_changes, apply_secret_changes, certificates_by_id
+from acmeflow.core.errors import ConfigError, NotFound
+from acmeflow.core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
+from acmeflow.core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
+from acmeflow.core.state.repo import apply_changes, apply_secret_changes, certificates_by_id
 
 _MAX_ERROR = 4000
 

@@ -17,9 +17,9 @@ import boto3
 import botocore.exceptions as bexc
 from botocore.config import Config
 
-from core.errors import ConfigError, DeployError
-from providers.deploy.base import CertificateBundle, DeployOutcome
-from providers.deploy.common import deploy_error, serial_of_pem
+from acmeflow.core.errors import ConfigError, DeployError
+from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
+from acmeflow.providers.deploy.common import deploy_error, serial_of_pem
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from core.errors import DeployError
+from acmeflow.core.errors import DeployError
 
 
 @dataclass(frozen=True, repr=False)

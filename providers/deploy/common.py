@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 
-from core.errors import ConfigError, DeployError, mask_secrets
+from acmeflow.core.errors import ConfigError, DeployError, mask_secrets
 
 
 def deploy_error(

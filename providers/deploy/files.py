@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ConfigError
-from core.files import atomic_write
-from providers.deploy.base import CertificateBundle, DeployOutcome
-from providers.deploy.common import (
+from acmeflow.core.errors import ConfigError
+from acmeflow.core.files import atomic_write
+from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
+from acmeflow.providers.deploy.common import (
     deploy_error,
     serial_of_pem,
     setting_float,

@@ -36,9 +36,9 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from core.errors import ConfigError, DeployError
-from providers.deploy.base import CertificateBundle, DeployOutcome
-from providers.deploy.common import (
+from acmeflow.core.errors import ConfigError, DeployError
+from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
+from acmeflow.providers.deploy.common import (
     deploy_error,
     normalize_serial,
     pem_certificates,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from core.dnsprovider import ProviderField
-from core.errors import ConfigError
-from providers.deploy.base import DeployTarget
+from acmeflow.core.dnsprovider import ProviderField
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.deploy.base import DeployTarget
 
 Factory = Callable[[Mapping[str, str], Mapping[str, str]], DeployTarget]
 
@@ -23,19 +23,19 @@ class TargetType:
 
 
 def _netscaler(settings: Mapping[str, str], secrets: Mapping[str, str]) -> DeployTarget:
-    from providers.deploy.netscaler import build_netscaler_target
+    from acmeflow.providers.deploy.netscaler import build_netscaler_target
 
     return build_netscaler_target(settings, secrets)
 
 
 def _files(settings: Mapping[str, str], secrets: Mapping[str, str]) -> DeployTarget:
-    from providers.deploy.files import build_files_target
+    from acmeflow.providers.deploy.files import build_files_target
 
     return build_files_target(settings, secrets)
 
 
 def _aws_acm(settings: Mapping[str, str], secrets: Mapping[str, str]) -> DeployTarget:
-    from providers.deploy.aws_acm import build_acm_target
+    from acmeflow.providers.deploy.aws_acm import build_acm_target
 
     return build_acm_target(settings, secrets)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NoReturn
 
-from core.dnsprovider import ProviderField
-from core.errors import ConfigError, TXTRecordError, mask_secrets
+from acmeflow.core.dnsprovider import ProviderField
+from acmeflow.core.errors import ConfigError, TXTRecordError, mask_secrets
 
 #: Every provider accepts this optional setting (split horizon, private zones).
 NAMESERVERS_FIELD = ProviderField(

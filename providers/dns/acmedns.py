@@ -22,8 +22,8 @@ import dns.rcode
 import dns.rdatatype
 import requests
 
-from core.dnsprovider import ProviderField, ProviderType
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.providers.dns._base import (
     NAMESERVERS_FIELD,
     ProviderBase,
     normalize_name,

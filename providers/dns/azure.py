@@ -20,9 +20,9 @@ from azure.core.exceptions import (
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import RecordSet, TxtRecord
 
-from core.dnsprovider import ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,

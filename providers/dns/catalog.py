@@ -12,10 +12,10 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.dnsprovider import DNSProvider, ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns import acmedns, azure, google, rfc2136, route53
-from providers.dns.lexicon import DEFAULT_LEXICON_TTL, LexiconProvider, lexicon_fields
+from acmeflow.core.dnsprovider import DNSProvider, ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns import acmedns, azure, google, rfc2136, route53
+from acmeflow.providers.dns.lexicon import DEFAULT_LEXICON_TTL, LexiconProvider, lexicon_fields
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from google.api_core import page_iterator
 from google.cloud import dns
 from google.cloud.dns.resource_record_set import ResourceRecordSet
 
-from core.dnsprovider import ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,

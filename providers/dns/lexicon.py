@@ -23,9 +23,9 @@ from typing import Any
 import requests
 import tldextract
 
-from core.dnsprovider import ProviderField
-from core.errors import ConfigError, TXTRecordError
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField
+from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.providers.dns._base import (
     ProviderBase,
     normalize_name,
     setting_float,

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
-from core.dnsprovider import DNSProvider, ProviderType
-from core.errors import ConfigError
-from providers.dns.catalog import catalog
+from acmeflow.core.dnsprovider import DNSProvider, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns.catalog import catalog
 
 LOGGER = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "acmeflow.dns_providers"

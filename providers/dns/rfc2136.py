@@ -22,9 +22,9 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from core.dnsprovider import ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,

@@ -19,9 +19,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from core.dnsprovider import ProviderField, ProviderType
-from core.errors import ConfigError
-from providers.dns._base import (
+from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.core.errors import ConfigError
+from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from providers.deploy.base import CertificateBundle
+from acmeflow.providers.deploy.base import CertificateBundle
 
 _PEM = serialization.Encoding.PEM
 

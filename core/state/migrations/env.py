@@ -8,8 +8,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from config.settings import get_settings
-from core.state.models import Base
+from acmeflow.config.settings import get_settings
+from acmeflow.core.state.models import Base
 
 config = context.config
 target_metadata = Base.metadata
