@@ -8,8 +8,6 @@ zero-touch certificates are deployed at once, certificate-store ones wait for
 ``acmeflow deploy``.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from prefect import flow

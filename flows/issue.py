@@ -1,7 +1,5 @@
 """Flow ``issue``: a new certificate for a list of names, end to end (F5)."""
 
-from __future__ import annotations
-
 import uuid
 from typing import Any, Literal
 

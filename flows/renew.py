@@ -1,7 +1,5 @@
 """Flow ``renew``: renew every enrolled certificate whose renewal is due, in parallel (F6)."""
 
-from __future__ import annotations
-
 import time
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Flow ``scan``: read every certificate in both stores into the inventory (F2)."""
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from prefect import flow

@@ -6,8 +6,6 @@ removes exactly those values, provider by provider, and reports (never deletes) 
 values it sees at mapped domains that acmeflow did not write.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from prefect import flow
