@@ -251,3 +251,18 @@ class DeployError(AcmeflowError):
     def __init__(self, detail: str | None = None, *, retryable: bool = False) -> None:
         self.retryable = retryable
         super().__init__(detail)
+
+
+class LeaseHeld(AcmeflowError):
+    """Another run holds the lease on a certificate or name set: this run skips it."""
+
+    def __init__(self, what: str, holder: str, detail: str | None = None) -> None:
+        self.what = what
+        self.holder = holder
+        super().__init__(detail, message=f"{what} already in progress by {holder}")
+
+
+class LeaseLost(AcmeflowError):
+    """The lease this run held was taken over (it expired): nothing may be written."""
+
+    message = "The lease on this certificate expired and was taken over by another run."

@@ -11,8 +11,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from itertools import count
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
@@ -95,3 +97,22 @@ def postgres_database(postgres_server: str) -> Callable[[], str]:
         return f"{postgres_server}/{name}"
 
     return create
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """A migrated state database in a fresh home: SQLite (the default) and PostgreSQL."""
+    from acmeflow.config.settings import get_settings
+    from acmeflow.core.state.db import dispose_engines, open_database
+
+    monkeypatch.setenv("ACMEFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ACMEFLOW_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    if request.param == "sqlite":
+        yield open_database()
+    else:
+        yield open_database(request.getfixturevalue("postgres_database")())
+    dispose_engines()
+    get_settings.cache_clear()

@@ -387,3 +387,23 @@ class ChallengeJournalEntry(Base):
 
     def __repr__(self) -> str:
         return f"ChallengeJournalEntry(id={self.id!r}, provider={self.provider!r})"
+
+
+class Lease(Base):
+    """Who acts on a certificate or a requested name set right now (0006).
+
+    A run takes the lease before it orders anything and checks it again before it writes a
+    file; a second run finds it held and skips. An expired lease (its worker crashed) is taken
+    over by the next run that asks.
+    """
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # certificate:ID, names:HASH
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid:thread of the holder
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    def __repr__(self) -> str:
+        return f"Lease(key={self.key!r}, owner={self.owner!r})"
