@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Start a PostgreSQL cluster in a temp folder; yields its base URL (user ``acmeflow``)."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster in a temp folder on a free loopback port, removed at exit;
+    yields its base URL (user ``acmeflow``). Used by the tests and ``bench.inventory_scale``."""
     bins = sorted(glob.glob(PG_BIN_GLOB))
     assert bins, "PostgreSQL is not installed: apt-get install postgresql (make test does it)"
     pg_bin = bins[-1]
@@ -80,6 +82,13 @@ def postgres_server() -> Iterator[str]:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the session; yields its base URL."""
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

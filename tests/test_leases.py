@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from acmeflow.core.errors import LeaseHeld, LeaseLost
-from acmeflow.core.state import leases
+from acmeflow.core.state import leases, renewals
 from acmeflow.core.state.db import session_scope
+from acmeflow.core.state.models import CAVendor, Certificate
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
 TTL = dt.timedelta(minutes=5)
@@ -124,3 +125,73 @@ def test_one_winner_when_many_ask_at_once(state_engine: Engine) -> None:
         winners, losers = contend(state_engine, leases.certificate_key(100 + round_number), 8)
         assert len(winners) == 1, winners
         assert len(losers) == 7
+
+
+def add_due_certificates(engine: Engine, count: int) -> CAVendor:
+    """CA vendor ``le`` (30-day window) and ``count`` auto-enrolled certificates expiring in
+    1..count hours: all due, certificate i+1 expiring after certificate i."""
+    with session_scope(engine) as s:
+        ca = CAVendor(
+            name="le",
+            vendor="letsencrypt",
+            email="ops@example.com",
+            directory_url="https://acme.invalid/directory",
+            renew_days=30,
+        )
+        s.add(ca)
+        s.flush()
+        for i in range(count):
+            s.add(
+                Certificate(
+                    store="certificate",
+                    folder=f"c{i}",
+                    names=[f"c{i}.example.com"],
+                    not_after=NOW + dt.timedelta(hours=i + 1),
+                    ca_vendor_id=ca.id,
+                    enrollment="auto",
+                )
+            )
+        return ca
+
+
+def claim(engine: Engine, owner: str, limit: int, now: dt.datetime = NOW) -> list[int]:
+    with session_scope(engine) as s:
+        cas = renewals.renewal_cas(s)
+        claimed = renewals.claim_due(s, now=now, cas=cas, owner=owner, limit=limit, ttl=TTL)
+    return [c.id for c in claimed]
+
+
+def test_claims_take_disjoint_batches_soonest_expiry_first(state_engine: Engine) -> None:
+    add_due_certificates(state_engine, 10)
+    first = claim(state_engine, "worker-a", 4)
+    assert first == [1, 2, 3, 4]
+    second = claim(state_engine, "worker-b", 100)
+    assert second == [5, 6, 7, 8, 9, 10]
+    assert claim(state_engine, "worker-c", 100) == []
+    # worker-a crashed: once its leases expire, its certificates are claimed again
+    assert claim(state_engine, "worker-c", 100, now=NOW + TTL + dt.timedelta(seconds=1)) == [
+        *first,
+        *second,
+    ]
+
+
+def test_concurrent_claims_never_share_a_certificate(state_engine: Engine) -> None:
+    add_due_certificates(state_engine, 60)
+    start = threading.Barrier(4)
+    batches: dict[str, list[int]] = {}
+
+    def work(owner: str) -> None:
+        start.wait()
+        mine: list[int] = []
+        while batch := claim(state_engine, owner, 7):
+            mine += batch
+        batches[owner] = mine
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    everything = [i for batch in batches.values() for i in batch]
+    assert len(batches) == 4
+    assert sorted(everything) == list(range(1, 61))  # each certificate claimed exactly once

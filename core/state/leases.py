@@ -19,10 +19,11 @@ import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, String, cast, delete, exists, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from acmeflow.core.errors import LeaseHeld, LeaseLost
 from acmeflow.core.state.models import Lease, utcnow
@@ -31,9 +32,19 @@ from acmeflow.core.stores import names_digest
 DEFAULT_TTL = dt.timedelta(minutes=15)
 
 
+CERTIFICATE_KEY_PREFIX = "certificate:"
+
+
 def certificate_key(certificate_id: int) -> str:
     """The lease key of one certificate (renewals)."""
-    return f"certificate:{certificate_id}"
+    return f"{CERTIFICATE_KEY_PREFIX}{certificate_id}"
+
+
+def certificate_key_sql(
+    certificate_id: ColumnElement[int] | InstrumentedAttribute[int],
+) -> ColumnElement[str]:
+    """:func:`certificate_key` as an SQL expression over an id column (claim queries)."""
+    return literal(CERTIFICATE_KEY_PREFIX) + cast(certificate_id, String)
 
 
 def names_key(names: Iterable[str]) -> str:
@@ -65,14 +76,60 @@ def _holder(row: Lease) -> LeaseHolder:
     return LeaseHolder(row.key, row.owner, row.flow_run_id, row.acquired_at, row.expires_at)
 
 
+def _insert(s: Session) -> Any:
+    """The dialect's INSERT of a lease (both have ``ON CONFLICT``)."""
+    dialect = s.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(Lease)
+
+
 def _insert_if_absent(s: Session, values: Mapping[str, object]) -> bool:
     """INSERT the lease unless its key exists; True when this call inserted it."""
-    dialect = s.get_bind().dialect.name
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(Lease).values(values)
-    inserted = s.execute(
-        statement.on_conflict_do_nothing(index_elements=["key"]).returning(Lease.key)
+    statement = _insert(s).values(values).on_conflict_do_nothing(index_elements=["key"])
+    return s.execute(statement.returning(Lease.key)).first() is not None
+
+
+def acquire_free(
+    s: Session,
+    keys: Sequence[str],
+    *,
+    owner: str,
+    flow_run_id: str | None = None,
+    ttl: dt.timedelta = DEFAULT_TTL,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Take, in one statement, every lease of ``keys`` that is free or expired; returns the
+    keys taken (a lease another owner holds is left alone, never waited for)."""
+    if not keys:
+        return []
+    now = now or utcnow()
+    statement = _insert(s).values(
+        [
+            {
+                "key": key,
+                "owner": owner,
+                "flow_run_id": flow_run_id,
+                "acquired_at": now,
+                "expires_at": now + ttl,
+            }
+            for key in keys
+        ]
     )
-    return inserted.first() is not None
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            "owner": statement.excluded.owner,
+            "flow_run_id": statement.excluded.flow_run_id,
+            "acquired_at": statement.excluded.acquired_at,
+            "expires_at": statement.excluded.expires_at,
+        },
+        where=Lease.expires_at <= now,
+    )
+    return list(s.scalars(statement.returning(Lease.key)))
+
+
+def unexpired_lease_on(key: ColumnElement[str], now: dt.datetime) -> ColumnElement[bool]:
+    """SQL: an unexpired lease exists for ``key`` (a column expression), for claim queries."""
+    return exists().where(Lease.key == key, Lease.expires_at > now)
 
 
 def acquire(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from acmeflow.core import renewal
@@ -25,7 +25,7 @@ from acmeflow.core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from acmeflow.core.state import repo
+from acmeflow.core.state import leases, repo
 from acmeflow.core.state.models import CAVendor, Certificate, DNSProviderConfig, DomainMapping
 
 
@@ -97,6 +97,37 @@ def renewal_cas(s: Session, ca: str | None = None) -> list[CAVendor]:
     return list(s.scalars(select(CAVendor).where(CAVendor.active.is_(True)).order_by(CAVendor.id)))
 
 
+def _maybe_due(
+    *, now: dt.datetime, cas: Sequence[CAVendor], ari_ca_ids: Iterable[int]
+) -> list[ColumnElement[bool]]:
+    """The conditions of an active auto-enrolled certificate of ``cas`` that may be due at
+    ``now`` and is not in backoff (see :func:`due_candidates`)."""
+    by_id = {ca.id for ca in cas}
+    ari_ids = [i for i in ari_ca_ids if i in by_id]
+    per_ca = [
+        and_(
+            Certificate.ca_vendor_id == ca.id,
+            Certificate.not_after <= now + dt.timedelta(days=ca.renew_days),
+        )
+        for ca in cas
+    ]
+    return [
+        Certificate.status == "active",
+        Certificate.enrollment == "auto",
+        Certificate.ca_vendor_id.in_(list(by_id)),
+        or_(Certificate.next_attempt_at.is_(None), Certificate.next_attempt_at <= now),
+        or_(
+            *per_ca,
+            Certificate.ari_window_start <= now,
+            and_(
+                Certificate.ca_vendor_id.in_(ari_ids or [-1]),
+                Certificate.ari_cert_id.is_not(None),
+                or_(Certificate.ari_retry_after.is_(None), Certificate.ari_retry_after <= now),
+            ),
+        ),
+    ]
+
+
 def due_candidates(
     s: Session,
     *,
@@ -113,35 +144,62 @@ def due_candidates(
     if not cas:
         return []
     by_id = {ca.id: ca for ca in cas}
-    ari_ids = [i for i in ari_ca_ids if i in by_id]
-    per_ca = [
-        and_(
-            Certificate.ca_vendor_id == ca.id,
-            Certificate.not_after <= now + dt.timedelta(days=ca.renew_days),
-        )
-        for ca in cas
-    ]
-    maybe_due = or_(
-        *per_ca,
-        Certificate.ari_window_start <= now,
-        and_(
-            Certificate.ca_vendor_id.in_(ari_ids or [-1]),
-            Certificate.ari_cert_id.is_not(None),
-            or_(Certificate.ari_retry_after.is_(None), Certificate.ari_retry_after <= now),
-        ),
-    )
     q = (
         select(Certificate)
-        .where(
-            Certificate.status == "active",
-            Certificate.enrollment == "auto",
-            Certificate.ca_vendor_id.in_(list(by_id)),
-            or_(Certificate.next_attempt_at.is_(None), Certificate.next_attempt_at <= now),
-            maybe_due,
-        )
+        .where(*_maybe_due(now=now, cas=cas, ari_ca_ids=ari_ca_ids))
         .order_by(Certificate.not_after, Certificate.id)
     )
     return [_candidate(cert, by_id[cert.ca_vendor_id or 0]) for cert in s.scalars(q)]
+
+
+def claim_due(
+    s: Session,
+    *,
+    now: dt.datetime,
+    cas: Sequence[CAVendor],
+    ari_ca_ids: Iterable[int] = (),
+    owner: str,
+    flow_run_id: str | None = None,
+    limit: int = 500,
+    ttl: dt.timedelta = leases.DEFAULT_TTL,
+) -> list[RenewalCandidate]:
+    """Claim up to ``limit`` of the certificates :func:`due_candidates` would return, soonest
+    expiry first, by taking their leases: certificates whose lease another run holds are left
+    out. On PostgreSQL the candidate rows are locked with ``FOR UPDATE SKIP LOCKED``, so
+    workers claiming at the same time get disjoint batches without waiting for each other.
+    Commit ``s`` before acting on the claim.
+    """
+    if not cas:
+        return []
+    lease_key = leases.certificate_key_sql(Certificate.id)
+    q = (
+        select(Certificate.id)
+        .where(
+            *_maybe_due(now=now, cas=cas, ari_ca_ids=ari_ca_ids),
+            ~leases.unexpired_lease_on(lease_key, now),
+        )
+        .order_by(Certificate.not_after, Certificate.id)
+        .limit(limit)
+    )
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=Certificate)
+    ids = list(s.scalars(q))
+    taken = leases.acquire_free(
+        s,
+        [leases.certificate_key(i) for i in ids],
+        owner=owner,
+        flow_run_id=flow_run_id,
+        ttl=ttl,
+        now=now,
+    )
+    claimed = sorted(int(key.rpartition(":")[2]) for key in taken)
+    by_id = {ca.id: ca for ca in cas}
+    certs = s.scalars(
+        select(Certificate)
+        .where(Certificate.id.in_(claimed))
+        .order_by(Certificate.not_after, Certificate.id)
+    )
+    return [_candidate(cert, by_id[cert.ca_vendor_id or 0]) for cert in certs]
 
 
 def candidates_by_id(
