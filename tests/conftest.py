@@ -60,3 +60,18 @@ def sandbox_factory(
 def sandbox(sandbox_factory: Callable[..., SandboxInfo]) -> SandboxInfo:
     """The session's default sandbox (pebble + BIND on loopback, no EAB)."""
     return sandbox_factory()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts the Prefect harness carries the ``prefect`` marker (so
+    ``-m 'not prefect'`` really leaves Prefect out): refuse to run the suite otherwise."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "prefect_harness" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("prefect") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using prefect_harness without @pytest.mark.prefect:\n  " + "\n  ".join(unmarked)
+        )

@@ -63,10 +63,12 @@ def assert_fails(home: Home, message: str, *args: str) -> str:
         ),
     ],
 )
+@pytest.mark.prefect
 def test_bad_names(home: Home, name: str, message: str) -> None:
     assert_fails(home, message, "issue", "--ca", "sandbox", "--name", name)
 
 
+@pytest.mark.prefect
 def test_duplicate_request(home: Home) -> None:
     issue_json(home, "--name", "dup.example.com")
     assert_fails(
@@ -80,6 +82,7 @@ def test_duplicate_request(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_dns_provider_refuses_the_update(home: Home, monkeypatch) -> None:
     monkeypatch.setenv("WRONG_TSIG", "d3JvbmcgdHNpZyBzZWNyZXQgd3JvbmcgdHNpZyBzZWNyZXQ=")
     assert home.add_zone_provider("bind-bad", "example.org", secret_env="WRONG_TSIG").exit_code == 0
@@ -103,6 +106,7 @@ def test_dns_provider_refuses_the_update(home: Home, monkeypatch) -> None:
     assert failed[0]["message"].startswith("Error adding TXT record")
 
 
+@pytest.mark.prefect
 def test_unmapped_name(home: Home) -> None:
     assert_fails(
         home,
@@ -115,6 +119,7 @@ def test_unmapped_name(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_inactive_provider(home: Home) -> None:
     assert home.add_zone_provider("bind-org", "example.org").exit_code == 0
     home.ok("dns", "map", "bind-org", "example.org")
@@ -138,6 +143,7 @@ def test_inactive_provider(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_no_active_provider_at_all(home: Home) -> None:
     home.ok("dns", "edit", "bind-com", "--inactive")
     assert_fails(
@@ -151,6 +157,7 @@ def test_no_active_provider_at_all(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_unknown_ca(home: Home) -> None:
     assert_fails(
         home,
@@ -163,6 +170,7 @@ def test_unknown_ca(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_invalid_contact(home: Home) -> None:
     assert_fails(
         home,
@@ -181,6 +189,7 @@ def test_invalid_contact(home: Home) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_unreachable_directory(home: Home) -> None:
     assert_fails(
         home,
@@ -233,6 +242,7 @@ def no_nonce_ca() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.mark.prefect
 def test_no_nonce(home: Home, no_nonce_ca: str) -> None:
     assert_fails(
         home,
@@ -249,6 +259,7 @@ def test_no_nonce(home: Home, no_nonce_ca: str) -> None:
     )
 
 
+@pytest.mark.prefect
 def test_wrong_eab_hmac_is_a_signature_mismatch(home_factory, sandbox_factory, monkeypatch) -> None:
     eab = sandbox_factory(eab=True)
     home = home_factory(eab)
@@ -276,6 +287,7 @@ def test_wrong_eab_hmac_is_a_signature_mismatch(home_factory, sandbox_factory, m
     )
 
 
+@pytest.mark.prefect
 def test_finalize_with_a_csr_for_other_names(home: Home) -> None:
     """Finalize fails (the CA refuses the CSR): the catalog's finalize message."""
     engine = open_database(get_settings().resolved_database_url)
@@ -292,6 +304,7 @@ def test_finalize_with_a_csr_for_other_names(home: Home) -> None:
     assert raised.value.detail
 
 
+@pytest.mark.prefect
 def test_nonce_rejection_storm(home_factory, sandbox_factory) -> None:
     """pebble rejects 30% of nonces: ten issuances in a row all succeed."""
     home = home_factory(sandbox_factory(nonce_reject=30))

@@ -118,6 +118,7 @@ def store_serial(home: Home, cert_id: int) -> str:
     return serial
 
 
+@pytest.mark.prefect
 def test_zero_touch_is_deployed_at_issuance_and_after_renewal(
     home: Home, web: Nginx, adc: FakeNitroServer
 ) -> None:
@@ -161,6 +162,7 @@ def test_zero_touch_is_deployed_at_issuance_and_after_renewal(
     )
 
 
+@pytest.mark.prefect
 def test_certificate_store_waits_for_acmeflow_deploy(home: Home, web: Nginx) -> None:
     add_web(home, web)
     boot = web.settled_serial()
@@ -183,6 +185,7 @@ def test_certificate_store_waits_for_acmeflow_deploy(home: Home, web: Nginx) -> 
     assert deploy_history(home, issued["id"])[0]["status"] == "success"
 
 
+@pytest.mark.prefect
 def test_unknown_target_is_refused_before_ordering(home: Home) -> None:
     refused = home.cli("issue", "--ca", "sandbox", "--name", "x.example.com", "--target", "nope")
     assert refused.exit_code == 1 and "no deploy target named 'nope'" in refused.output
@@ -196,6 +199,7 @@ def test_unknown_target_is_refused_before_ordering(home: Home) -> None:
     assert "nope" in entry["detail"]
 
 
+@pytest.mark.prefect
 @pytest.mark.usefixtures("fast_retries")
 def test_a_target_that_is_down(home: Home, web: Nginx, adc: FakeNitroServer) -> None:
     add_web(home, web)

@@ -151,6 +151,7 @@ def adc_serial(fake: FakeNitroServer) -> str | None:
     return format(ck.cert.serial_number, "x") if ck else None
 
 
+@pytest.mark.prefect
 def test_deploys_to_every_bound_target_and_records_each(acme_home, tmp_path, pki, adc):
     cert = pki.issue(["www.example.com", "example.com"])
     cert_id = store_certificate(cert, "zero-touch")
@@ -180,6 +181,7 @@ def test_deploys_to_every_bound_target_and_records_each(acme_home, tmp_path, pki
     assert (again["deployed"], again["unchanged"]) == (0, 2)
 
 
+@pytest.mark.prefect
 def test_targets_are_deployed_in_parallel(acme_home, tmp_path, pki):
     """Each reload command waits for the other one to have started (a barrier): one after
     the other, the first would time out."""
@@ -202,6 +204,7 @@ def test_targets_are_deployed_in_parallel(acme_home, tmp_path, pki):
     assert summary["deployed"] == 2, summary
 
 
+@pytest.mark.prefect
 def test_target_down_retries_fails_alone_and_next_run_deploys(acme_home, tmp_path, pki, adc):
     old, new = pki.issue(["down.example.com"]), pki.issue(["down.example.com"])
     cert_id = store_certificate(old, "zero-touch")
@@ -246,6 +249,7 @@ def test_target_down_retries_fails_alone_and_next_run_deploys(acme_home, tmp_pat
     assert binding_state("adc", cert_id) == (new.serial, None)
 
 
+@pytest.mark.prefect
 def test_permanent_error_is_not_retried_and_secret_never_shown(acme_home, tmp_path, pki, adc):
     cert_id = store_certificate(pki.issue(["auth.example.com"]), "zero-touch")
     wrong = "Wrong-Password-123"
@@ -267,6 +271,7 @@ def test_permanent_error_is_not_retried_and_secret_never_shown(acme_home, tmp_pa
     assert wrong not in text
 
 
+@pytest.mark.prefect
 def test_certificate_store_waits_for_manual_deploy(acme_home, tmp_path, pki):
     cert = pki.issue(["manual.example.com"])
     cert_id = store_certificate(cert, "certificate")
@@ -286,6 +291,7 @@ def test_certificate_store_waits_for_manual_deploy(acme_home, tmp_path, pki):
     assert (tmp_path / "web" / "fullchain.pem").read_bytes().startswith(cert.cert_pem)
 
 
+@pytest.mark.prefect
 def test_zero_touch_hook_binds_and_deploys(acme_home, tmp_path, pki):
     cert = pki.issue(["hook.example.com"])
     cert_id = store_certificate(cert, "zero-touch")
@@ -297,6 +303,7 @@ def test_zero_touch_hook_binds_and_deploys(acme_home, tmp_path, pki):
     assert binding_state("web", cert_id) == (cert.serial, None)
 
 
+@pytest.mark.prefect
 def test_disabled_target_is_skipped_and_target_filter(acme_home, tmp_path, pki):
     cert_id = store_certificate(pki.issue(["skip.example.com"]), "zero-touch")
     add_files_target("on", tmp_path / "on")
@@ -316,6 +323,7 @@ def test_disabled_target_is_skipped_and_target_filter(acme_home, tmp_path, pki):
     assert not (tmp_path / "off" / "fullchain.pem").exists()
 
 
+@pytest.mark.prefect
 def test_unbound_target_is_refused(acme_home, tmp_path, pki):
     cert_id = store_certificate(pki.issue(["unbound.example.com"]), "zero-touch")
     add_files_target("web", tmp_path / "web")
@@ -325,6 +333,7 @@ def test_unbound_target_is_refused(acme_home, tmp_path, pki):
     assert "not bound" in summary["error"]["detail"]
 
 
+@pytest.mark.prefect
 def test_missing_key_file_fails_with_a_clear_reason(acme_home, tmp_path, pki):
     cert_id = store_certificate(pki.issue(["nokey.example.com"]), "zero-touch")
     add_files_target("web", tmp_path / "web")

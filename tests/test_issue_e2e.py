@@ -53,6 +53,7 @@ def san(cert: x509.Certificate) -> set[str]:
     return set(ext.value.get_values_for_type(x509.DNSName))
 
 
+@pytest.mark.prefect
 def test_apex_wildcard_and_www_in_one_certificate(home: Home) -> None:
     issued = issue_json(
         home, "--name", "example.com", "--name", "*.example.com", "--name", "www.example.com"
@@ -69,6 +70,7 @@ def test_apex_wildcard_and_www_in_one_certificate(home: Home) -> None:
     assert log[0]["status"] == "success" and log[0]["certificate_id"] == issued["id"]
 
 
+@pytest.mark.prefect
 @pytest.mark.parametrize("key_type", ["rsa2048", "ec384"])
 def test_generated_key_types(home: Home, key_type: str) -> None:
     issued = issue_json(home, "--name", f"{key_type}.example.com", "--key-type", key_type)
@@ -80,6 +82,7 @@ def test_generated_key_types(home: Home, key_type: str) -> None:
         assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
 
 
+@pytest.mark.prefect
 def test_uploaded_passphrase_protected_key(home: Home, tmp_path: Path, monkeypatch) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "key.pem"
@@ -104,6 +107,7 @@ def test_uploaded_passphrase_protected_key(home: Home, tmp_path: Path, monkeypat
     assert cert.public_key() == key.public_key()
 
 
+@pytest.mark.prefect
 def test_uploaded_csr_with_its_key(home: Home, tmp_path: Path) -> None:
     key_pem = generate_private_key("ec256")
     csr = build_csr(
@@ -120,6 +124,7 @@ def test_uploaded_csr_with_its_key(home: Home, tmp_path: Path) -> None:
     assert Path(issued["files"]["privkey"]).read_bytes() == key_pem
 
 
+@pytest.mark.prefect
 def test_csr_with_a_key_that_does_not_match_changes_nothing(home: Home, tmp_path: Path) -> None:
     csr = build_csr(generate_private_key("ec256"), CSRFields(names=["mismatch.example.com"]))
     (tmp_path / "req.csr").write_bytes(csr)
@@ -138,6 +143,7 @@ def test_csr_with_a_key_that_does_not_match_changes_nothing(home: Home, tmp_path
     assert json.loads(home.ok("certs", "list", "--json").stdout) == []
 
 
+@pytest.mark.prefect
 def test_eab_required_ca(home_factory, sandbox_factory) -> None:
     eab_sandbox = sandbox_factory(eab=True)
     home = home_factory(eab_sandbox)
@@ -156,6 +162,7 @@ def test_eab_required_ca(home_factory, sandbox_factory) -> None:
     assert_valid_chain(home, issue_json(home, "--name", "eab.example.com"))
 
 
+@pytest.mark.prefect
 def test_two_zones_in_one_certificate(home: Home) -> None:
     assert home.add_zone_provider("bind-org", "example.org").exit_code == 0
     home.ok("dns", "map", "bind-org", "example.org")
@@ -164,6 +171,7 @@ def test_two_zones_in_one_certificate(home: Home) -> None:
     assert txt_values(home.sandbox, "_acme-challenge.multi.example.org") == []
 
 
+@pytest.mark.prefect
 def test_cname_delegated_challenge(home: Home) -> None:
     assert home.add_zone_provider("bind-net", "challenges.example.net").exit_code == 0
     home.ok("dns", "map", "bind-net", "challenges.example.net")
@@ -173,12 +181,14 @@ def test_cname_delegated_challenge(home: Home) -> None:
     assert txt_values(home.sandbox, target) == []
 
 
+@pytest.mark.prefect
 def test_zero_touch_store_and_enrollment(home: Home) -> None:
     issued = issue_json(home, "--name", "zt.example.com", "--store", "zero-touch", "--auto-renew")
     assert issued["store"] == "zero-touch" and issued["enrollment"] == "auto"
     assert "zero-touch" in issued["folder"]
 
 
+@pytest.mark.prefect
 def test_preferred_chain_picks_the_alternate_root(home_factory, sandbox_factory) -> None:
     """pebble offers an alternate chain; the CA's preferred chain (by root CN) is stored."""
     alt = sandbox_factory(
@@ -203,6 +213,7 @@ def test_preferred_chain_picks_the_alternate_root(home_factory, sandbox_factory)
         )
 
 
+@pytest.mark.prefect
 def test_dns_secret_from_a_prefect_secret_block(home: Home) -> None:
     """A provider credential given as prefect-block:NAME is read from the Secret block."""
     from prefect.blocks.system import Secret

@@ -86,6 +86,7 @@ def ari_home(
     return h
 
 
+@pytest.mark.prefect
 def test_ari_window_before_inside_after_and_replaces(ari_home: Home, front: AriFront) -> None:
     inside = issue_json(
         ari_home, "--name", "ari-in.example.com", "--name", "www.ari-in.example.com", "--auto-renew"
@@ -129,6 +130,7 @@ def test_ari_window_before_inside_after_and_replaces(ari_home: Home, front: AriF
     assert txt_values(ari_home.sandbox, "_acme-challenge.ari-in.example.com") == []
 
 
+@pytest.mark.prefect
 def test_ari_error_falls_back_to_renew_days(ari_home: Home, front: AriFront) -> None:
     issued = issue_json(ari_home, "--name", "ari-err.example.com", "--auto-renew")
     ari_id = cert_row(issued["id"]).ari_cert_id
@@ -156,6 +158,7 @@ def due_time(*issued: dict[str, Any], renew_days: int = 30) -> dt.datetime:
     return latest - dt.timedelta(days=renew_days - 1)
 
 
+@pytest.mark.prefect
 def test_manual_certificate_renews_only_on_demand(home: Home) -> None:
     manual = issue_json(home, "--name", "manual.example.com")
     auto = issue_json(home, "--name", "auto.example.com", "--auto-renew")
@@ -178,6 +181,7 @@ def test_manual_certificate_renews_only_on_demand(home: Home) -> None:
     assert history(manual["id"])[0]["kind"] == "renew"
 
 
+@pytest.mark.prefect
 def test_reuse_key_keeps_the_private_key(home: Home) -> None:
     issued = issue_json(home, "--name", "reuse.example.com", "--auto-renew")
     engine = open_database(get_settings().resolved_database_url)
@@ -191,6 +195,7 @@ def test_reuse_key_keeps_the_private_key(home: Home) -> None:
     assert format(new.serial_number, "x") != issued["serial"]
 
 
+@pytest.mark.prefect
 def test_unmapped_name_is_skipped(home: Home) -> None:
     assert home.add_zone_provider("bind-org", "example.org").exit_code == 0
     home.ok("dns", "map", "bind-org", "example.org")
@@ -213,6 +218,7 @@ def test_unmapped_name_is_skipped(home: Home) -> None:
     assert "Certificate is missing a DNS provider name." in on_demand.output
 
 
+@pytest.mark.prefect
 def test_no_active_provider_skips_renewal(home: Home) -> None:
     issued = issue_json(home, "--name", "noprov.example.com", "--auto-renew")
     home.ok("dns", "edit", "bind-com", "--inactive")
@@ -230,6 +236,7 @@ def set_directory(ca: str, url: str) -> None:
         repo.update_ca(s, ca, directory_url=url)
 
 
+@pytest.mark.prefect
 def test_failure_backs_off_and_leaves_the_certificate_in_service(home: Home) -> None:
     assert home.add_sandbox_ca("sandbox2").exit_code == 0
     result = home.cli(
@@ -311,6 +318,7 @@ def _other_ca_certificate(name: str) -> bytes:
     return leaf.public_bytes(serialization.Encoding.PEM)
 
 
+@pytest.mark.prefect
 def test_scan_enroll_and_renew_in_place(
     home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo, tmp_path: Path
 ) -> None:

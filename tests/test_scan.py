@@ -492,6 +492,7 @@ def _mount_scan_command() -> None:
         cli.app.command("scan")(cli_scan.scan)
 
 
+@pytest.mark.prefect
 @pytest.mark.sandbox
 @pytest.mark.usefixtures("prefect_harness")
 def test_scan_flow_on_sandbox_and_unrelated_ca(
@@ -573,6 +574,7 @@ def test_plain_password_is_refused_as_flow_parameter() -> None:
     assert "hunter22" not in str(err.value)
 
 
+@pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_scan_cli_prompted_password_is_remembered_encrypted(
     engine: Engine, roots: dict[str, Path], issuers: dict[str, Issuer]
@@ -607,6 +609,7 @@ def test_scan_cli_prompted_password_is_remembered_encrypted(
     assert report["summary"] == "Other CA: 2", report
 
 
+@pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_scan_cli_unresolvable_password_reference(engine: Engine, monkeypatch) -> None:
     from typer.testing import CliRunner

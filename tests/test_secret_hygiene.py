@@ -73,6 +73,7 @@ def sqlite_bytes(url: str) -> bytes:
     )
 
 
+@pytest.mark.prefect
 def test_credentials_never_appear_in_plain_text(
     home_factory, sandbox_factory, monkeypatch: pytest.MonkeyPatch, all_logs: Collect
 ) -> None:

@@ -81,6 +81,7 @@ def run_sweep_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
+@pytest.mark.prefect
 def test_values_are_journaled_before_present_and_forgotten_after_cleanup(home: Home) -> None:
     stale = record("journal.example.com", "journal-value-1")
     crash_after_present([stale])
@@ -107,11 +108,13 @@ def test_values_are_journaled_before_present_and_forgotten_after_cleanup(home: H
     assert txt_values(home.sandbox, stale.target) == []
 
 
+@pytest.mark.prefect
 def test_a_successful_issuance_leaves_no_journal_rows(home: Home) -> None:
     issue_json(home, "--name", "swept.example.com", "--name", "*.swept.example.com")
     assert journal() == []
 
 
+@pytest.mark.prefect
 def test_sweep_removes_only_stale_journaled_values(home: Home, present_foreign) -> None:
     crashed = [
         record("crash.example.com", "stale-value-apex"),
@@ -152,6 +155,7 @@ def test_sweep_removes_only_stale_journaled_values(home: Home, present_foreign) 
     assert journal() == []
 
 
+@pytest.mark.prefect
 def test_sweep_cli_grace_period_and_json(home: Home) -> None:
     crash_after_present([record("grace.example.com", "ten-minutes-old")])
     age(["ten-minutes-old"], hours=10 / 60)
@@ -171,6 +175,7 @@ def test_sweep_cli_grace_period_and_json(home: Home) -> None:
     assert code == 1
 
 
+@pytest.mark.prefect
 def test_a_value_the_provider_cannot_remove_stays_journaled(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +204,7 @@ def test_a_value_the_provider_cannot_remove_stays_journaled(
     assert txt_values(home.sandbox, "_acme-challenge.stuck.example.com") == []
 
 
+@pytest.mark.prefect
 def test_a_disabled_provider_keeps_its_rows(home: Home) -> None:
     crash_after_present([record("off.example.com", "off-value")])
     age(["off-value"], hours=2)

@@ -214,6 +214,7 @@ def test_types_lists_every_target_type(home: Path) -> None:
     assert password["kind"] == "secret" and password["required"]
 
 
+@pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_deploy_command(home: Path, tmp_path: Path) -> None:
     pki = TestPKI()
