@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from acmeflow.config.settings import get_settings
 from acmeflow.sandbox import SandboxInfo
+from tests.support import run_cli
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +35,7 @@ class Home:
 
     def cli(self, *args: str, input: str | None = None) -> Result:
         """Run ``acmeflow ARGS`` in-process (catches nothing: check exit_code and output)."""
-        from acmeflow.cli import app
-
-        return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+        return run_cli(*args, input=input)
 
     def ok(self, *args: str, input: str | None = None) -> Result:
         """Run the CLI and assert it succeeded."""

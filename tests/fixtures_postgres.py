@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,13 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from tests.support import free_port
+
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -46,7 +41,7 @@ def throwaway_postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         _as_postgres(
             [

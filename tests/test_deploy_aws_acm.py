@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import boto3
@@ -12,7 +11,7 @@ from moto.server import ThreadedMotoServer
 from acmeflow.core.errors import ConfigError, DeployError
 from acmeflow.providers.deploy.aws_acm import NAME_TAG, AcmTarget
 from acmeflow.providers.deploy.registry import build_target
-from tests.fakes import TestPKI
+from tests.support import free_port
 
 REGION = "eu-west-1"
 SECRET = "wJalrXUtnFEMI-test-SECRET-key"
@@ -40,11 +39,6 @@ def endpoint(moto_url) -> Iterator[str]:
     import requests
 
     requests.post(f"{moto_url}/moto-api/reset", timeout=10)
-
-
-@pytest.fixture(scope="module")
-def pki() -> TestPKI:
-    return TestPKI()
 
 
 def acm_target(endpoint: str, **overrides: str) -> AcmTarget:
@@ -159,10 +153,7 @@ def test_invalid_arn_is_a_clear_deploy_error(endpoint, pki, arn):
 
 
 def test_unreachable_endpoint_is_retryable(pki):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    target = acm_target(f"http://127.0.0.1:{port}")
+    target = acm_target(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(DeployError) as err:
         target.deploy(pki.issue(["x.example.com"]).bundle("x.example.com"))
     assert err.value.retryable is True

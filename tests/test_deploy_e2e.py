@@ -18,9 +18,9 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core.errors import NotFound
 from acmeflow.flows.issue import issue
 from tests.fakes import TestPKI
-from tests.fakes.nginx import Nginx, run_nginx
 from tests.fakes.nitro import FakeNitroServer
 from tests.fixtures_acmeflow import Home
+from tests.nginx_server import Nginx, run_nginx
 from tests.test_issue_e2e import issue_json
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("prefect_harness")]
@@ -55,14 +55,6 @@ def web(tmp_path: Path) -> Iterator[Nginx]:
         boot_serial=boot.serial,
     ) as n:
         yield n
-
-
-@pytest.fixture
-def adc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNitroServer]:
-    (tmp_path / "adc").mkdir()
-    with FakeNitroServer(tls=True, workdir=tmp_path / "adc") as fake:
-        monkeypatch.setenv("E2E_NITRO_PASSWORD", fake.password)
-        yield fake
 
 
 @pytest.fixture

@@ -14,19 +14,13 @@ from acmeflow.core.errors import ConfigError, DeployError
 from acmeflow.providers.deploy.base import CertificateBundle
 from acmeflow.providers.deploy.files import FilesTarget
 from acmeflow.providers.deploy.registry import build_target, target_types
-from tests.fakes import TestPKI
-from tests.fakes.nginx import Nginx, NginxStartError, run_nginx
+from tests.nginx_server import Nginx, NginxStartError, run_nginx
 
 
 def detail(exc: DeployError) -> str:
     """The error's detail (always set for deploy errors)."""
     assert exc.detail is not None
     return exc.detail
-
-
-@pytest.fixture(scope="module")
-def pki() -> TestPKI:
-    return TestPKI()
 
 
 @pytest.fixture

@@ -20,17 +20,11 @@ from acmeflow.core.state import repo, targets
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.stores import stores_from_settings
 from acmeflow.flows.deploy import deploy, deploy_after_store, deploy_pending, summary_of
-from tests.fakes import Issued, TestPKI
+from tests.fakes import Issued
 from tests.fakes.nitro import FakeNitroServer
+from tests.fixtures_deploy import NITRO_PASSWORD_ENV
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-NITRO_PASSWORD = "nitro-Secret-42"
-
-
-@pytest.fixture(scope="module")
-def pki() -> TestPKI:
-    return TestPKI()
 
 
 @pytest.fixture
@@ -41,16 +35,9 @@ def acme_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.delenv("ACMEFLOW_DATABASE_URL", raising=False)
     monkeypatch.setenv("ACMEFLOW_DEPLOY_RETRIES", "2")
     monkeypatch.setenv("ACMEFLOW_DEPLOY_RETRY_DELAY", "0.05")
-    monkeypatch.setenv("NITRO_PASSWORD", NITRO_PASSWORD)
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
-
-
-@pytest.fixture
-def adc(tmp_path: Path) -> Iterator[FakeNitroServer]:
-    with FakeNitroServer(tls=True, workdir=tmp_path, password=NITRO_PASSWORD) as fake:
-        yield fake
 
 
 def session() -> AbstractContextManager[Session]:
@@ -112,7 +99,9 @@ def add_files_target(name: str, directory: Path, **extra: str) -> None:
         targets.add_target(s, name=name, type="files", settings=settings)
 
 
-def add_adc_target(name: str, fake: FakeNitroServer, password: str = "env:NITRO_PASSWORD") -> None:
+def add_adc_target(
+    name: str, fake: FakeNitroServer, password: str = f"env:{NITRO_PASSWORD_ENV}"
+) -> None:
     settings = {
         "url": fake.url,
         "username": fake.username,
@@ -240,7 +229,7 @@ def test_target_down_retries_fails_alone_and_next_run_deploys(acme_home, tmp_pat
     assert "after 3 attempts" in (adc_entry["message"] or "")
     detail = adc_entry["detail"] or ""
     assert detail.count("failed, retrying") == 2 and "503" in detail
-    assert NITRO_PASSWORD not in detail + last_error
+    assert adc.password not in detail + last_error
 
     adc.set_down(None)  # back up: the next run deploys what is pending, and only that
     pending = summary_of(deploy_pending(return_state=True))

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 from acmeflow.core.errors import ConfigError, DeployError
 from acmeflow.providers.deploy.netscaler import NetScalerTarget, derive_certkey
 from acmeflow.providers.deploy.registry import build_target
-from tests.fakes import TestPKI
 from tests.fakes.nitro import FakeNitroServer
 
 CERTKEY = "acmeflow-www.example.com"
@@ -21,17 +19,6 @@ def detail(exc: DeployError) -> str:
     """The error's detail (always set for deploy errors)."""
     assert exc.detail is not None
     return exc.detail
-
-
-@pytest.fixture(scope="module")
-def pki() -> TestPKI:
-    return TestPKI()
-
-
-@pytest.fixture
-def adc(tmp_path) -> Iterator[FakeNitroServer]:
-    with FakeNitroServer(tls=True, workdir=tmp_path) as fake:
-        yield fake
 
 
 def target_for(fake: FakeNitroServer, **overrides: str) -> NetScalerTarget:

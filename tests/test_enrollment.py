@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner, Result
 
 from acmeflow.core.errors import NotFound
 from acmeflow.core.state import inventory, repo
 from acmeflow.core.state.db import session_scope
+from tests.support import run_cli as cli
 from tests.test_scan import (  # noqa: F401  (fixtures)
     Issuer,
     add_custom_ca,
@@ -28,12 +28,6 @@ from tests.test_scan import (  # noqa: F401  (fixtures)
     write_der,
     write_pem,
 )
-
-
-def cli(*args: str) -> Result:
-    from acmeflow.cli import app
-
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def ok_json(*args: str) -> Any:

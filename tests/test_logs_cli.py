@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner, Result
 
 from acmeflow.cli_logs import parse_since
 from acmeflow.core.errors import ConfigError, MissingDNSProvider
 from acmeflow.core.state import repo
 from acmeflow.core.state.db import session_scope
+from tests.support import run_cli as cli
 from tests.test_scan import engine, local_home  # noqa: F401  (fixtures)
 
 NOW = datetime.now(UTC)
-
-
-def cli(*args: str) -> Result:
-    from acmeflow.cli import app
-
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def logs_json(*args: str) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
 from acmeflow.schedules import CAFacts, ServeState, build_desired, resync_runner, sync_schedules
 from tests.fixtures_acmeflow import Home
+from tests.support import free_port
 
 pytestmark = [pytest.mark.prefect]
 
@@ -162,9 +162,7 @@ def test_serve_refuses_to_start_without_a_prefect_server(
     assert "prefect server start" in result.output
     assert "PREFECT_API_URL=http://127.0.0.1:4200/api" in result.output
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
         result = schedules_cli("serve")
         sync_result = schedules_cli("schedules", "sync")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core.certinfo import parse_certificate
@@ -16,6 +16,7 @@ from acmeflow.core.state import repo, targets
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.stores import stores_from_settings
 from tests.fakes import TestPKI
+from tests.support import run_cli as cli
 
 SECRET = "S3cret-Nitro-Pass"
 
@@ -28,12 +29,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path / "home"
     get_settings.cache_clear()
-
-
-def cli(*args: str, input: str | None = None) -> Result:
-    from acmeflow.cli import app
-
-    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
 
 
 def ok(*args: str, input: str | None = None) -> Result:

@@ -16,19 +16,13 @@ from pathlib import Path
 
 from cryptography import x509
 
+from tests.support import free_port
+
 NGINX = "/usr/sbin/nginx"
 
 
 class NginxStartError(RuntimeError):
     """nginx did not come up (its stderr and error log are in the message)."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def served_serial(port: int, server_name: str = "www.example.com") -> str | None:
