@@ -13,12 +13,7 @@ import typer
 from acmeflow.core import errors
 from acmeflow.core.state import repo, targets
 from acmeflow.core.state.models import DeployTargetConfig, TargetBinding
-from acmeflow.providers.deploy.registry import (
-    TargetType,
-    build_target,
-    get_target_type,
-    target_types,
-)
+from acmeflow.providers.deploy import TargetType, build_target, get_target_type, target_types
 
 from .output import (
     catalog_errors,

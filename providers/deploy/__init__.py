@@ -4,13 +4,13 @@
 (AWS Certificate Manager). Build one with :func:`build_target`.
 """
 
-from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome, DeployTarget
-from acmeflow.providers.deploy.registry import (
+from acmeflow.providers.deploy.base import (
+    CertificateBundle,
+    DeployOutcome,
+    DeployTarget,
     TargetType,
-    build_target,
-    get_target_type,
-    target_types,
 )
+from acmeflow.providers.deploy.registry import build_target, get_target_type, target_types
 
 __all__ = [
     "CertificateBundle",

@@ -18,7 +18,13 @@ import botocore.exceptions as bexc
 from botocore.config import Config
 
 from acmeflow.core.errors import ConfigError, DeployError
-from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
+from acmeflow.providers.deploy.base import (
+    CertificateBundle,
+    DeployOutcome,
+    TargetType,
+    secret,
+    setting,
+)
 from acmeflow.providers.deploy.common import deploy_error, serial_of_pem
 
 log = logging.getLogger(__name__)
@@ -69,9 +75,11 @@ def parse_tags(text: str) -> list[dict[str, str]]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{TYPE_NAME}: tags must look like k=v,k2=v2 (bad pair {pair!r})")
+            raise ConfigError(
+                detail=f"{TYPE_NAME}: tags must look like k=v,k2=v2 (bad pair {pair!r})"
+            )
         if key.strip() == NAME_TAG:
-            raise ConfigError(f"{TYPE_NAME}: the tag {NAME_TAG} is set by acmeflow")
+            raise ConfigError(detail=f"{TYPE_NAME}: the tag {NAME_TAG} is set by acmeflow")
         tags.append({"Key": key.strip(), "Value": value.strip()})
     return tags
 
@@ -97,7 +105,7 @@ class AcmTarget:
     ) -> None:
         if bool(access_key_id) != bool(secret_access_key):
             raise ConfigError(
-                f"{TYPE_NAME}: access_key_id and secret_access_key must be given together"
+                detail=f"{TYPE_NAME}: access_key_id and secret_access_key must be given together"
             )
         self.region = region
         self.certificate_arn = certificate_arn
@@ -293,7 +301,21 @@ def build_acm_target(settings: Mapping[str, str], secrets: Mapping[str, str]) ->
             tags=settings.get("tags", ""),
         )
     except KeyError as exc:
-        raise ConfigError(f"{TYPE_NAME}: missing required setting {exc.args[0]}") from None
+        raise ConfigError(detail=f"{TYPE_NAME}: missing required setting {exc.args[0]}") from None
 
 
-__all__ = ["AcmTarget", "build_acm_target", "parse_tags"]
+TARGET = TargetType(
+    name=TYPE_NAME,
+    label="AWS Certificate Manager",
+    fields=(
+        setting("region", "AWS region, e.g. eu-west-1", required=True),
+        setting("certificate_arn", "ARN to re-import into (default: found by tag)"),
+        setting("access_key_id", "access key id (default: the AWS credential chain)"),
+        secret("secret_access_key", "secret access key"),
+        setting("profile", "AWS shared-config profile"),
+        setting("role_arn", "IAM role to assume via STS"),
+        setting("endpoint_url", "custom ACM/STS endpoint (tests, VPC endpoints)"),
+        setting("tags", "extra tags on first import: k=v,k2=v2"),
+    ),
+    factory=build_acm_target,
+)

@@ -7,12 +7,14 @@ detail starts with the target type (``"netscaler: ..."``) and contains no secret
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from acmeflow.core.dnsprovider import ProviderField
 from acmeflow.core.errors import DeployError
 
 
@@ -76,3 +78,27 @@ class DeployTarget(Protocol):
         certkey or an ACM ARN found by tag when none is configured); others ignore it.
         """
         ...
+
+
+TargetFactory = Callable[[Mapping[str, str], Mapping[str, str]], DeployTarget]
+
+
+@dataclass(frozen=True)
+class TargetType:
+    """A deploy target type, declared beside its adapter (as DNS providers declare
+    ``PROVIDER``): its id, label, configuration fields and factory ``(settings, secrets)``."""
+
+    name: str
+    label: str
+    fields: tuple[ProviderField, ...]
+    factory: TargetFactory
+
+
+def setting(name: str, help: str, *, required: bool = False) -> ProviderField:
+    """A plain configuration field of a target type."""
+    return ProviderField(name=name, kind="setting", required=required, help=help)
+
+
+def secret(name: str, help: str, *, required: bool = False) -> ProviderField:
+    """A secret field of a target type (sealed at rest, never shown)."""
+    return ProviderField(name=name, kind="secret", required=required, help=help)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from cryptography import x509
 
-from acmeflow.core.errors import ConfigError, DeployError, mask_secrets
+from acmeflow.core.errors import DeployError, mask_secrets
 
 
 def deploy_error(
@@ -40,44 +40,6 @@ def serial_of_pem(pem: bytes) -> str | None:
     except ValueError:
         return None
     return format(certs[0].serial_number, "x") if certs else None
-
-
-def setting_bool(settings: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A boolean setting ("true"/"yes"/"1"/"on" are true)."""
-    raw = settings.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def setting_float(
-    settings: Mapping[str, str], name: str, default: float, *, type_name: str
-) -> float:
-    """A positive number setting; a bad value is a :class:`ConfigError` naming the field."""
-    raw = settings.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{type_name}: {name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{type_name}: {name} must be positive, got {raw!r}")
-    return value
-
-
-def setting_mode(settings: Mapping[str, str], name: str, default: int, *, type_name: str) -> int:
-    """A file mode setting written in octal ("0600", "640")."""
-    raw = settings.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = int(str(raw).strip(), 8)
-    except ValueError:
-        raise ConfigError(f"{type_name}: {name} must be an octal mode like 0600") from None
-    if not 0 <= value <= 0o7777:
-        raise ConfigError(f"{type_name}: {name} must be an octal mode like 0600")
-    return value
 
 
 def text_tail(text: str, *, lines: int = 10, chars: int = 1500) -> str:

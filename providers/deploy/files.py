@@ -21,14 +21,14 @@ from pathlib import Path
 
 from acmeflow.core.errors import ConfigError
 from acmeflow.core.files import atomic_write
-from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
-from acmeflow.providers.deploy.common import (
-    deploy_error,
-    serial_of_pem,
-    setting_float,
-    setting_mode,
-    text_tail,
+from acmeflow.providers.deploy.base import (
+    CertificateBundle,
+    DeployOutcome,
+    TargetType,
+    setting,
 )
+from acmeflow.providers.deploy.common import deploy_error, serial_of_pem, text_tail
+from acmeflow.providers.settings import setting_float, setting_mode
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def _resolve_owner(owner: str) -> tuple[int, int]:
         if group:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ConfigError(f"{TYPE_NAME}: owner {owner!r} names an unknown user or group") from None
+        raise ConfigError(
+            detail=f"{TYPE_NAME}: owner {owner!r} names an unknown user or group"
+        ) from None
     return uid, gid
 
 
@@ -95,13 +97,15 @@ class FilesTarget:
         try:
             self.reload_argv = shlex.split(reload_command) if reload_command else []
         except ValueError as exc:
-            raise ConfigError(f"{TYPE_NAME}: reload_command cannot be parsed: {exc}") from None
+            raise ConfigError(
+                detail=f"{TYPE_NAME}: reload_command cannot be parsed: {exc}"
+            ) from None
         self.reload_timeout = reload_timeout
         paths = [self.fullchain_path, self.key_path, self.cert_path, self.chain_path]
         given = [p for p in paths if p is not None]
         if len({p.resolve() for p in given}) != len(given):
             raise ConfigError(
-                f"{TYPE_NAME}: fullchain_path, key_path, cert_path and chain_path "
+                detail=f"{TYPE_NAME}: fullchain_path, key_path, cert_path and chain_path "
                 "must be different files"
             )
 
@@ -262,7 +266,24 @@ def build_files_target(settings: Mapping[str, str], secrets: Mapping[str, str]) 
             ),
         )
     except KeyError as exc:
-        raise ConfigError(f"{TYPE_NAME}: missing required setting {exc.args[0]}") from None
+        raise ConfigError(detail=f"{TYPE_NAME}: missing required setting {exc.args[0]}") from None
 
 
-__all__ = ["FilesTarget", "build_files_target"]
+TARGET = TargetType(
+    name=TYPE_NAME,
+    label="Files on disk + reload command (nginx, HAProxy, ...)",
+    fields=(
+        setting("fullchain_path", "leaf + intermediates PEM file", required=True),
+        setting("key_path", "private key PEM file (written 0600)", required=True),
+        setting("cert_path", "leaf-only PEM file"),
+        setting("chain_path", "intermediates-only PEM file"),
+        setting("owner", "user[:group] owning the written files"),
+        setting("key_mode", "octal mode of the key file (default 0600)"),
+        setting("cert_mode", "octal mode of the certificate files (default 0644)"),
+        setting(
+            "reload_command", "command run after writing, no shell (e.g. systemctl reload nginx)"
+        ),
+        setting("reload_timeout", "seconds before the reload command is killed (default 30)"),
+    ),
+    factory=build_files_target,
+)

@@ -37,14 +37,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmeflow.core.errors import ConfigError, DeployError
-from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome
-from acmeflow.providers.deploy.common import (
-    deploy_error,
-    normalize_serial,
-    pem_certificates,
-    setting_bool,
-    setting_float,
+from acmeflow.providers.deploy.base import (
+    CertificateBundle,
+    DeployOutcome,
+    TargetType,
+    secret,
+    setting,
 )
+from acmeflow.providers.deploy.common import deploy_error, normalize_serial, pem_certificates
+from acmeflow.providers.settings import setting_bool, setting_float
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +271,11 @@ class NetScalerTarget:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise ConfigError(f"{TYPE_NAME}: url must look like https://adc.example:443")
+            raise ConfigError(detail=f"{TYPE_NAME}: url must look like https://adc.example:443")
         if certkey and _NAME_BAD_CHARS.search(certkey):
-            raise ConfigError(f"{TYPE_NAME}: certkey {certkey!r} has characters NITRO refuses")
+            raise ConfigError(
+                detail=f"{TYPE_NAME}: certkey {certkey!r} has characters NITRO refuses"
+            )
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.username = username
         self._password = password
@@ -495,12 +498,25 @@ def build_netscaler_target(
             username=settings["username"],
             password=secrets["password"],
             ca_bundle=settings.get("ca_bundle", ""),
-            insecure=setting_bool(settings, "insecure"),
+            insecure=setting_bool(settings, "insecure", TYPE_NAME),
             certkey=settings.get("certkey", ""),
             timeout=setting_float(settings, "timeout", DEFAULT_TIMEOUT, type_name=TYPE_NAME),
         )
     except KeyError as exc:
-        raise ConfigError(f"{TYPE_NAME}: missing required field {exc.args[0]}") from None
+        raise ConfigError(detail=f"{TYPE_NAME}: missing required field {exc.args[0]}") from None
 
 
-__all__ = ["NetScalerTarget", "NitroError", "build_netscaler_target", "derive_certkey"]
+TARGET = TargetType(
+    name=TYPE_NAME,
+    label="NetScaler ADC (NITRO API)",
+    fields=(
+        setting("url", "NITRO base URL, e.g. https://adc.example:443", required=True),
+        setting("username", "NITRO user", required=True),
+        secret("password", "NITRO password", required=True),
+        setting("ca_bundle", "PEM file of the CA that signed the ADC's management certificate"),
+        setting("insecure", '"true" to skip TLS verification (logged as a warning)'),
+        setting("certkey", "sslcertkey name (default acmeflow-<certificate name>)"),
+        setting("timeout", "seconds per NITRO request (default 30)"),
+    ),
+    factory=build_netscaler_target,
+)

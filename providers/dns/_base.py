@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NoReturn
 
 from acmeflow.core.dnsprovider import ProviderField
-from acmeflow.core.errors import ConfigError, TXTRecordError, mask_secrets
+from acmeflow.core.errors import TXTRecordError, mask_secrets
+from acmeflow.providers.settings import split_host_port
 
 #: Every provider accepts this optional setting (split horizon, private zones).
 NAMESERVERS_FIELD = ProviderField(
@@ -57,66 +58,6 @@ def parse_nameservers(value: str | None, type_name: str) -> list[str] | None:
         host, port = split_host_port(item, 53, type_name, "nameservers")
         result.append(host if port == 53 else f"{host}:{port}")
     return result or None
-
-
-def split_host_port(value: str, default_port: int, type_name: str, field: str) -> tuple[str, int]:
-    """Split ``host[:port]`` (``[v6]:port`` for IPv6) or raise :class:`ConfigError`."""
-    value = value.strip()
-    host, port_text = value, ""
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise ConfigError(detail=f"{type_name}: invalid {field} {value!r}")
-        host, rest = value[1:end], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ConfigError(detail=f"{type_name}: invalid {field} {value!r}")
-            port_text = rest[1:]
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-    if not host:
-        raise ConfigError(detail=f"{type_name}: invalid {field} {value!r}")
-    if not port_text:
-        return host, default_port
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(detail=f"{type_name}: invalid port in {field} {value!r}") from None
-    if not 0 < port < 65536:
-        raise ConfigError(detail=f"{type_name}: invalid port in {field} {value!r}")
-    return host, port
-
-
-def setting_bool(settings: Mapping[str, str], name: str, type_name: str) -> bool:
-    """Read a boolean setting (true/false/yes/no/1/0/on/off; unset is false)."""
-    raw = (settings.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(detail=f"{type_name}: field '{name}' must be true or false, not {raw!r}")
-
-
-def setting_float(settings: Mapping[str, str], name: str, default: float, type_name: str) -> float:
-    """Read a positive number setting, ``default`` when unset."""
-    raw = (settings.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(detail=f"{type_name}: field '{name}' must be a number") from None
-    if value <= 0:
-        raise ConfigError(detail=f"{type_name}: field '{name}' must be positive")
-    return value
-
-
-def require(mapping: Mapping[str, str], name: str, type_name: str) -> str:
-    """The non-empty value of ``name`` or :class:`ConfigError` naming the missing field."""
-    value = mapping.get(name)
-    if value is None or not str(value).strip():
-        raise ConfigError(detail=f"{type_name}: missing field '{name}'")
-    return str(value).strip()
 
 
 def quote_txt(value: str) -> str:

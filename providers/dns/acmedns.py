@@ -27,11 +27,9 @@ from acmeflow.providers.dns._base import (
     NAMESERVERS_FIELD,
     ProviderBase,
     normalize_name,
-    require,
-    setting_float,
-    split_host_port,
     unquote_txt,
 )
+from acmeflow.providers.settings import require, setting_float, split_host_port
 
 TYPE = "acmedns"
 

@@ -30,10 +30,8 @@ from acmeflow.providers.dns._base import (
     longest_zone_match,
     normalize_name,
     relative_name,
-    require,
-    setting_bool,
-    setting_float,
 )
+from acmeflow.providers.settings import require, setting_bool, setting_float
 
 TYPE = "azure"
 _ATTEMPTS = 6

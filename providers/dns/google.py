@@ -29,10 +29,9 @@ from acmeflow.providers.dns._base import (
     longest_zone_match,
     normalize_name,
     quote_txt,
-    require,
-    setting_float,
     unquote_txt,
 )
+from acmeflow.providers.settings import require, setting_float
 
 TYPE = "googleclouddns"
 _ATTEMPTS = 6

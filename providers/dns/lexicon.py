@@ -28,9 +28,9 @@ from acmeflow.core.errors import ConfigError, TXTRecordError
 from acmeflow.providers.dns._base import (
     ProviderBase,
     normalize_name,
-    setting_float,
     unquote_txt,
 )
+from acmeflow.providers.settings import setting_float
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_LEXICON_TTL = 120

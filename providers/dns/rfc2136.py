@@ -31,11 +31,9 @@ from acmeflow.providers.dns._base import (
     ProviderBase,
     normalize_name,
     quote_txt,
-    require,
-    setting_float,
-    split_host_port,
     unquote_txt,
 )
+from acmeflow.providers.settings import require, setting_float, split_host_port
 
 TSIG_ALGORITHMS: dict[str, dns.name.Name] = {
     "hmac-sha256": dns.tsig.HMAC_SHA256,

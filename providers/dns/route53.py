@@ -29,10 +29,9 @@ from acmeflow.providers.dns._base import (
     longest_zone_match,
     normalize_name,
     quote_txt,
-    setting_bool,
-    setting_float,
     unquote_txt,
 )
+from acmeflow.providers.settings import setting_bool, setting_float
 
 TYPE = "route53"
 _RETRY_CODES = {"PriorRequestNotFound", "Throttling", "ThrottlingException", "RequestExpired"}
