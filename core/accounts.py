@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import Settings
 from acmeflow.core import errors
 from acmeflow.core.acme_client import AcmeSession, CAEndpoint, check_ca, generate_account_key
+from acmeflow.core.files import atomic_write, mkdir_private
 from acmeflow.core.keys import key_type_of, load_private_key
 from acmeflow.core.secrets import unseal
 from acmeflow.core.state import repo
@@ -26,13 +27,12 @@ def materialize_ca_bundle(pem: str | None, settings: Settings) -> str | None:
         if not path.is_file():
             raise errors.ConfigError(detail=f"CA bundle {pem} is not a file")
         return str(path)
+    mkdir_private(settings.home)
     folder = settings.home / "ca-bundles"
-    folder.mkdir(parents=True, exist_ok=True)
+    mkdir_private(folder, 0o755)  # public CA certificates, read by whoever runs acmeflow
     path = folder / (hashlib.sha256(pem.encode()).hexdigest()[:16] + ".pem")
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(pem)
-        tmp.replace(path)
+        atomic_write(path, pem, mode=0o644)
     return str(path)
 
 

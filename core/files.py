@@ -5,7 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
+
+
+def mkdir_private(path: Path, mode: int = 0o700) -> None:
+    """Create ``path`` (and parents) and make sure it has exactly ``mode``, whatever the
+    umask, also when it existed with wider permissions."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        path.chmod(mode)
 
 
 def fsync_dir(path: Path) -> None:

@@ -39,7 +39,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from typing import Any, Literal
 
 from acmeflow.config.settings import Settings, get_settings
 from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
-from acmeflow.core.files import atomic_write, fsync_dir, write_new
+from acmeflow.core.files import atomic_write, fsync_dir, mkdir_private, write_new
 
 StoreKind = Literal["certificate", "zero-touch"]
 STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")
@@ -84,13 +83,6 @@ def names_digest(names: Iterable[str]) -> str:
 
 
 # --- atomic file primitives --------------------------------------------------------------------
-
-
-def _mkdir_private(path: Path, mode: int = 0o700) -> None:
-    """Create ``path`` (and parents) and make sure it has exactly ``mode``."""
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
-    if stat.S_IMODE(path.stat().st_mode) != mode:
-        path.chmod(mode)
 
 
 #: Store writes in flight at once in this process. Each write fsyncs about ten times; dozens
@@ -225,8 +217,8 @@ class CertificateStore:
         key must match the certificate. The replaced set is kept in ``previous/``.
         """
         folder = self._own(folder)
-        _mkdir_private(self.root, self.dir_mode)
-        _mkdir_private(folder, self.dir_mode)
+        mkdir_private(self.root, self.dir_mode)
+        mkdir_private(folder, self.dir_mode)
         with _DURABLE_WRITES, _locked(folder):
             return self._write_locked(
                 folder,
@@ -355,7 +347,7 @@ class CertificateStore:
     def _archive(self, folder: Path) -> Path:
         """Hard-link the live set into ``previous/<UTC timestamp>-<serial>/``."""
         prev = folder / PREVIOUS_DIR
-        _mkdir_private(prev, self.dir_mode)
+        mkdir_private(prev, self.dir_mode)
         try:
             serial = _serial_of((folder / CERT_FILE).read_bytes())
         except OSError:
@@ -434,8 +426,8 @@ class CertificateStore:
     def write_staging_key(self, request_id: str, key_pem: bytes | str) -> Path:
         """Park a generated key (0600 in a 0700 folder) while its order is in flight."""
         path = self.staging_key_path(request_id)
-        _mkdir_private(self.root, self.dir_mode)
-        _mkdir_private(self.staging_dir, 0o700)
+        mkdir_private(self.root, self.dir_mode)
+        mkdir_private(self.staging_dir, 0o700)
         atomic_write(path, key_pem, mode=0o600)
         return path
 

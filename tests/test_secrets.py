@@ -156,3 +156,45 @@ def test_unseal_rejects_unsealed_text(home: Path) -> None:
 def test_describe_sealed_never_shows_a_value(home: Path) -> None:
     assert secrets.describe_sealed(seal("top-secret")) == "encrypted"
     assert secrets.describe_sealed("env:X") == "env:X"
+
+
+def test_key_file_outside_the_home(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACMEFLOW_SECRET_KEY_FILE keeps the sealing key apart from the database."""
+    key_file = tmp_path / "elsewhere" / "acmeflow.key"
+    monkeypatch.setenv("ACMEFLOW_SECRET_KEY_FILE", str(key_file))
+    get_settings.cache_clear()
+    token = SecretBox(get_settings()).encrypt("hunter2-password")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert not (home / "secret.key").exists()
+    # the home alone (database, stores) cannot open what was sealed
+    monkeypatch.delenv("ACMEFLOW_SECRET_KEY_FILE")
+    get_settings.cache_clear()
+    with pytest.raises(SecretError):
+        SecretBox(get_settings()).decrypt(token)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_home_and_ca_bundles_get_explicit_modes_whatever_the_umask(
+    home: Path, umask: int
+) -> None:
+    from acmeflow.core.accounts import materialize_ca_bundle
+    from acmeflow.core.state.db import dispose_engines, open_database
+
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)  # an existing home with wide permissions is tightened too
+    old = os.umask(umask)
+    try:
+        open_database()
+        bundle = materialize_ca_bundle(
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", get_settings()
+        )
+    finally:
+        os.umask(old)
+        dispose_engines()
+    assert bundle is not None
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(bundle).parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(Path(bundle).stat().st_mode) == 0o644

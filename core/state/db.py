@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from acmeflow.config.settings import get_settings
+from acmeflow.core.files import mkdir_private
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -106,7 +107,7 @@ def open_database(url: str | None = None) -> Engine:
     """
     if url is None:
         settings = get_settings()
-        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mkdir_private(settings.home)
         url = settings.resolved_database_url
     with _lock:
         engine = _engines.get(url)
