@@ -95,6 +95,13 @@ _STATUS = {
 }
 
 
+def _status(item: schedules.PlanItem) -> str:
+    if item.existing is None and item.action == "create":
+        return "missing"
+    text = _STATUS[item.action]
+    return f"paused, {text}" if item.existing is not None and item.existing.paused else text
+
+
 @app.command("list")
 @catalog_errors
 def list_(as_json: JsonOpt = False) -> None:
@@ -119,7 +126,7 @@ def list_(as_json: JsonOpt = False) -> None:
                 d.schedule_text if d else "",
                 e.schedule_text if e else "",
                 d.parameters if d else (e.parameters if e else ""),
-                _STATUS[item.action] if e or item.action != "create" else "missing",
+                _status(item),
                 d.cadence.reason if d and d.cadence else "",
             ]
         )
@@ -160,4 +167,7 @@ def serve(
     try:
         asyncio.run(schedules.serve(resync_every=resync_every, limit=limit, on_report=show))
     except KeyboardInterrupt:
-        console.print("Stopped; the schedules are paused until `acmeflow serve` runs again.")
+        console.print(
+            "Stopped; the schedules are paused until `acmeflow serve` or `acmeflow schedules"
+            " sync` (for workers) resumes them."
+        )

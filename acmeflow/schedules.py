@@ -63,6 +63,7 @@ SERVER_HINT = (
 )
 
 Action = Literal["create", "update", "delete", "unchanged"]
+PAUSED_CHANGE = "paused -> resumed"
 
 
 # --- flows -------------------------------------------------------------------------------------
@@ -552,6 +553,8 @@ def _changes(d: DesiredDeployment, e: ExistingDeployment, work_pool: str | None)
         changes.append(f"work pool: {e.work_pool_name} -> {work_pool}")
     if e.entrypoint is not None and e.entrypoint != d.entrypoint:
         changes.append(f"entrypoint: {e.entrypoint} -> {d.entrypoint}")
+    if e.paused:  # a stopped `serve` pauses its schedules; acmeflow's are meant to run
+        changes.append(PAUSED_CHANGE)
     return tuple(changes)
 
 
@@ -662,8 +665,8 @@ async def create_deployment(
 async def update_deployment(
     client: PrefectClient, item: PlanItem, *, work_pool: str | None = None
 ) -> None:
-    """Update the managed fields of an existing deployment (an outdated entrypoint included;
-    its paused state and anything else are left as they are)."""
+    """Update the managed fields of an existing deployment (an outdated entrypoint included)
+    and resume it when it is paused; anything else is left as it is."""
     from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate
     from prefect.client.schemas.schedules import IntervalSchedule
 
@@ -687,6 +690,8 @@ async def update_deployment(
         ]
     if work_pool is not None and e.work_pool_name != work_pool:
         fields["work_pool_name"] = work_pool
+    if PAUSED_CHANGE in item.changes:
+        fields["paused"] = False
     if any(c.startswith("entrypoint") for c in item.changes):
         # an entrypoint from before the acmeflow namespace (``flows/renew.py:renew``)
         fields["entrypoint"] = d.entrypoint

@@ -283,6 +283,34 @@ def test_sync_moves_file_entrypoints_to_the_acmeflow_module_paths(
     assert sync_json()["updated"] == []
 
 
+@pytest.mark.prefect
+def test_list_shows_paused_schedules_and_sync_resumes_them(
+    prefect_harness: None, home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo
+) -> None:
+    """A stopped `serve` leaves its schedules paused; moving to workers must not keep them so."""
+    home = home_factory(sandbox)
+    assert home.add_sandbox_ca("paused-ca").exit_code == 0
+    sync_json()
+    deployment = read_deployment("renew/renew-paused-ca")
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(deployment.id)
+    assert read_deployment("renew/renew-paused-ca").paused
+
+    listed = schedules_cli("schedules", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    row = {r["deployment"]: r for r in json.loads(listed.stdout)}["renew/renew-paused-ca"]
+    assert row["existing"]["paused"] is True
+    assert row["action"] == "update" and "paused -> resumed" in row["changes"]
+    table = schedules_cli("schedules", "list")
+    assert "paused" in table.output
+
+    report = sync_json()
+    assert "renew/renew-paused-ca" in report["updated"]
+    assert report["changes"]["renew/renew-paused-ca"] == ["paused -> resumed"]
+    assert read_deployment("renew/renew-paused-ca").paused is False
+    assert "renew/renew-paused-ca" in sync_json()["unchanged"]
+
+
 def test_serve_registers_every_deployment_and_runs_a_triggered_run(
     prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,9 +177,7 @@ def test_key_file_outside_the_home(
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
-def test_home_and_ca_bundles_get_explicit_modes_whatever_the_umask(
-    home: Path, umask: int
-) -> None:
+def test_home_and_ca_bundles_get_explicit_modes_whatever_the_umask(home: Path, umask: int) -> None:
     from acmeflow.core.accounts import materialize_ca_bundle
     from acmeflow.core.state.db import dispose_engines, open_database
 
