@@ -84,6 +84,7 @@ def renew(
         else:
             renewals.renewal_cas(s, ca)
     from acmeflow.flows.renew import renew as renew_flow
+    from acmeflow.tasks.common import run_summary
 
     if not as_json:
         console.print(
@@ -101,7 +102,8 @@ def renew(
         counted=True,
         problem_mark="[red]✗[/]",
     ):
-        summary = renew_flow(ca=ca, certificate_ids=ids or None, now=at)
+        state = renew_flow(ca=ca, certificate_ids=ids or None, now=at, return_state=True)
+    summary = run_summary(state)
     if as_json:
         print_json(summary)
     else:

@@ -68,8 +68,10 @@ def sweep(
     """
     seconds = parse_duration(older_than)
     from acmeflow.flows.sweep import sweep as sweep_flow
+    from acmeflow.tasks.common import run_summary
 
-    summary = sweep_flow(older_than_seconds=seconds, inspect_limit=inspect_limit)
+    state = sweep_flow(older_than_seconds=seconds, inspect_limit=inspect_limit, return_state=True)
+    summary = run_summary(state)
     if as_json:
         print_json(summary)
     else:

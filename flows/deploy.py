@@ -13,12 +13,13 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
-from prefect.states import Failed, State
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acmeflow.core import errors
 from acmeflow.core.errors import mask_secrets
 from acmeflow.tasks.common import (
+    end_run,
     markdown_table,
     progress,
     publish_artifact,
@@ -102,10 +103,8 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
         f"place, {summary['failed']} failed, {summary['skipped']} skipped"
     )
     progress(text)
-    if failed:
-        names = ", ".join(sorted({str(r["target"]) for r in failed}))
-        return Failed(message=f"{text} (failed: {names})", data=summary)
-    return summary
+    names = ", ".join(sorted({str(r["target"]) for r in failed}))
+    return end_run(summary, len(failed), f"{text} (failed: {names})")
 
 
 @flow(name="deploy", log_prints=False)

@@ -11,10 +11,11 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import PrefectFuture, as_completed
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acmeflow.flows.deploy import deploy_after_renewals
-from acmeflow.tasks.common import markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
 from acmeflow.tasks.renew import (
     RenewalJob,
     RenewalOutcome,
@@ -44,13 +45,14 @@ def renew(
     ca: str | None = None,
     certificate_ids: list[int] | None = None,
     now: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Renew the certificates that are due (all active CA vendors, or only ``ca``), or exactly
     ``certificate_ids`` on demand (manual ones included).
 
     ``now`` (ISO 8601) replaces the clock, for tests and what-if runs. Renewals run in parallel
     on a thread pool of ``max_workers`` within the per-CA and per-DNS-provider limits; one
-    failure never stops the others. Returns counts and one row per certificate acted on.
+    failure never stops the others. Returns counts and one row per certificate acted on; the
+    run ends Failed (with the same summary, after its artifacts) when a renewal failed.
     """
     at = parse_now(now)
     plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
@@ -112,8 +114,9 @@ def renew(
             key="renew-failures",
             description=f"{len(failures)} renewal(s) failed",
         )
-    progress(
+    text = (
         f"renew: {summary['renewed']} renewed, {summary['failed']} failed, "
         f"{summary['skipped']} skipped, {summary['not_due']} not due"
     )
-    return summary
+    progress(text)
+    return end_run(summary, summary["failed"], text)

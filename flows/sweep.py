@@ -11,9 +11,10 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from acmeflow.tasks.common import markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
 from acmeflow.tasks.sweep import (
     ProviderJob,
     ProviderSweep,
@@ -63,13 +64,14 @@ def _artifacts(results: list[ProviderSweep]) -> None:
 @flow(name="sweep", log_prints=False)
 def sweep(
     older_than_seconds: float = DEFAULT_GRACE_SECONDS, inspect_limit: int = 100
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Remove challenge values journaled more than ``older_than_seconds`` ago (default one
     hour: longer than any order takes) and not cleaned up, through their DNS provider.
 
     ``inspect_limit`` caps, per provider, the ``_acme-challenge`` names read to report values
     acmeflow did not write (0: no report). Providers are swept in parallel; a provider that
-    fails keeps its journal rows for the next sweep. Returns counts and per-provider results.
+    fails keeps its journal rows for the next sweep. Returns counts and per-provider results;
+    the run ends Failed (with the same summary) when a value could not be removed.
     """
     plan = plan_sweep(older_than_seconds, inspect_limit)
     results: list[ProviderSweep] = []
@@ -97,8 +99,9 @@ def sweep(
             r.as_dict() for r in results if r.removed or r.failed or r.unjournaled or r.problems
         ],
     }
-    progress(
+    text = (
         f"sweep: {summary['removed']} removed, {summary['failed']} not removed, "
         f"{summary['unjournaled']} not acmeflow's (left in place)"
     )
-    return summary
+    progress(text)
+    return end_run(summary, summary["failed"], text)

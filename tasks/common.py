@@ -13,6 +13,7 @@ from prefect import get_run_logger
 from prefect.blocks.system import Secret
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import Settings, get_settings
@@ -109,6 +110,26 @@ def publish_artifact(create: Callable[..., Any], *args: Any, **kwargs: Any) -> U
     except Exception as exc:  # the UI is best effort
         logging.getLogger(__name__).warning("could not write a Prefect artifact: %s", exc)
         return None
+
+
+def end_run(summary: dict[str, Any], failed: int, message: str) -> dict[str, Any] | State[Any]:
+    """What a flow returns after publishing its artifacts: ``summary`` when nothing failed,
+    else a Failed state that carries it (automations and notifications on Failed fire, and
+    the caller still gets the summary through :func:`run_summary`)."""
+    if failed:
+        return Failed(message=message, data=summary)
+    return summary
+
+
+def run_summary(state: State[Any]) -> dict[str, Any]:
+    """The summary a flow run left (see :func:`end_run`), Completed or Failed; a run that
+    failed without one (an exception) re-raises its exception."""
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, BaseException):
+        raise data
+    raise TypeError(f"the flow run returned {type(data).__name__}, not a summary")
 
 
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:

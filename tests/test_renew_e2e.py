@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 import typer
 from cryptography import x509
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from typer.testing import CliRunner, Result
 
 from acmeflow import cli_renew
@@ -39,6 +43,17 @@ def renew_json(*args: str, expect_exit: int = 0) -> dict[str, Any]:
     result = renew_cli(*args, "--json")
     assert result.exit_code == expect_exit, result.output
     return json.loads(result.stdout[result.stdout.index("{") :])
+
+
+def latest_flow_run(flow_name: str) -> FlowRun:
+    """The newest run of ``flow_name`` as the Prefect server recorded it."""
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    return run
 
 
 def cert_row(cert_id: int) -> Certificate:
@@ -251,6 +266,10 @@ def test_failure_backs_off_and_leaves_the_certificate_in_service(home: Home) -> 
     t0 = due_time(bad, good)
 
     first = renew_json("--at", iso(t0), expect_exit=1)
+    # the Prefect server records the run as Failed (automations and notifications fire)
+    run = latest_flow_run("renew")
+    assert run.state is not None and run.state.type == StateType.FAILED
+    assert "1 renewed, 1 failed" in (run.state.message or "")
     by_id = {r["id"]: r for r in first["results"]}
     assert by_id[good["id"]]["status"] == "renewed"  # one failure does not stop the others
     assert by_id[bad["id"]]["status"] == "failed"

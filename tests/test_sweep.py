@@ -23,6 +23,7 @@ from acmeflow.flows.sweep import sweep
 from acmeflow.output import database
 from acmeflow.providers.configured import ConfiguredProviders
 from acmeflow.tasks.acme import add_txt_records
+from acmeflow.tasks.common import run_summary
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json, txt_values
 
@@ -209,7 +210,9 @@ def test_a_disabled_provider_keeps_its_rows(home: Home) -> None:
     crash_after_present([record("off.example.com", "off-value")])
     age(["off-value"], hours=2)
     home.ok("dns", "edit", "bind-com", "--inactive")
-    summary = sweep()
+    state = sweep(return_state=True)
+    assert state.is_failed()  # automations and notifications on Failed fire
+    summary = run_summary(state)
     assert summary["failed"] == 1 and summary["removed"] == 0
     (result,) = summary["providers"]
     assert (
