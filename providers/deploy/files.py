@@ -14,9 +14,10 @@ import logging
 import os
 import pwd
 import shlex
+import stat
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from acmeflow.core.errors import ConfigError
@@ -28,7 +29,7 @@ from acmeflow.providers.deploy.base import (
     setting,
 )
 from acmeflow.providers.deploy.common import deploy_error, serial_of_pem, text_tail
-from acmeflow.providers.settings import setting_float, setting_mode
+from acmeflow.providers.settings import setting_bool, setting_float, setting_mode
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class FilesTarget:
         cert_mode: int = DEFAULT_CERT_MODE,
         reload_command: str = "",
         reload_timeout: float = DEFAULT_RELOAD_TIMEOUT,
+        follow_symlinks: bool = False,
     ) -> None:
+        self.follow_symlinks = follow_symlinks
         self.fullchain_path = Path(fullchain_path)
         self.key_path = Path(key_path)
         self.cert_path = Path(cert_path) if cert_path else None
@@ -180,17 +183,40 @@ class FilesTarget:
             files.append(_PlannedFile(self.cert_path, bundle.cert_pem, self.cert_mode, False))
         if self.chain_path is not None:
             files.append(_PlannedFile(self.chain_path, bundle.chain_pem, self.cert_mode, False))
-        return files
+        return [replace(f, path=self._destination(f.path)) for f in files]
+
+    def _destination(self, path: Path) -> Path:
+        """Where ``path`` is really written: itself, or (``follow_symlinks``) the file its
+        symbolic link points to, so the link stays a link. A link is refused otherwise: it
+        could make acmeflow write a key into a file that belongs to something else."""
+        try:
+            is_link = stat.S_ISLNK(path.lstat().st_mode)
+        except FileNotFoundError:
+            return path
+        except OSError as exc:
+            raise deploy_error(TYPE_NAME, f"cannot inspect {path}: {exc.strerror or exc}") from None
+        if not is_link:
+            return path
+        if not self.follow_symlinks:
+            raise deploy_error(
+                TYPE_NAME,
+                f"{path} is a symbolic link (to {os.readlink(path)}); refusing to write through "
+                "it (set follow_symlinks=true on the target to write the file it points to)",
+            )
+        return Path(os.path.realpath(path))
 
     @staticmethod
     def _read_previous(path: Path) -> _Previous:
+        """The current content and mode of ``path``, opened without following a link."""
         try:
-            st = path.stat()
-            return _Previous(path, path.read_bytes(), st.st_mode & 0o7777)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return _Previous(path, None, 0)
         except OSError as exc:
             raise deploy_error(TYPE_NAME, f"cannot read {path}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode & 0o7777
+            return _Previous(path, handle.read(), mode)
 
     def _write(self, path: Path, data: bytes, mode: int) -> None:
         if not path.parent.is_dir():
@@ -264,6 +290,7 @@ def build_files_target(settings: Mapping[str, str], secrets: Mapping[str, str]) 
             reload_timeout=setting_float(
                 settings, "reload_timeout", DEFAULT_RELOAD_TIMEOUT, type_name=TYPE_NAME
             ),
+            follow_symlinks=setting_bool(settings, "follow_symlinks", TYPE_NAME),
         )
     except KeyError as exc:
         raise ConfigError(detail=f"{TYPE_NAME}: missing required setting {exc.args[0]}") from None
@@ -284,6 +311,10 @@ TARGET = TargetType(
             "reload_command", "command run after writing, no shell (e.g. systemctl reload nginx)"
         ),
         setting("reload_timeout", "seconds before the reload command is killed (default 30)"),
+        setting(
+            "follow_symlinks",
+            '"true" to write the file a symlinked path points to (refused by default)',
+        ),
     ),
     factory=build_files_target,
 )
