@@ -21,7 +21,6 @@ from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_
 from acmeflow.core.secrets import set_block_resolver
 from acmeflow.core.state import repo
 from acmeflow.core.stores import stores_from_settings
-from acmeflow.tasks.common import prefect_block_secret
 
 from . import (
     cli_ca,
@@ -48,9 +47,17 @@ from .output import (
 
 StoreKind = Literal["certificate", "zero-touch"]
 
+
+def _prefect_block_secret(name: str) -> str:
+    """Read a Prefect Secret block; Prefect is imported only when a reference needs it."""
+    from acmeflow.tasks.common import prefect_block_secret
+
+    return prefect_block_secret(name)
+
+
 # prefect-block:NAME secret references are read from Prefect Secret blocks, in commands that
 # run flows and in those that use providers directly (dns check, sandbox-free tools) alike.
-set_block_resolver(prefect_block_secret)
+set_block_resolver(_prefect_block_secret)
 
 app = typer.Typer(
     help="acmeflow: automated TLS certificate lifecycle over ACME (DNS-01), run by Prefect.",

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import get_settings
 from acmeflow.config.vendors import list_presets
 from acmeflow.core import errors
-from acmeflow.core.accounts import register_account
 from acmeflow.core.state import inventory, repo
 from acmeflow.core.state.models import CAVendor
 
@@ -101,6 +100,8 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a CA vendor: checks the CA answers and registers the account before saving."""
+    from acmeflow.core import accounts  # the ACME client loads only when a CA is checked
+
     settings = get_settings()
     hmac = read_secret_ref(eab_hmac_key, "EAB HMAC key") if eab_hmac_key else None
     with database() as s:
@@ -117,7 +118,7 @@ def add(
             profile=profile,
             preferred_chain=preferred_chain,
         )
-        account_url = register_account(s, ca, settings)
+        account_url = accounts.register_account(s, ca, settings)
         shown = ca_dict(ca, account_url)
         counts = _reclassified_counts(s)
     if as_json:
@@ -143,6 +144,8 @@ def edit(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a CA vendor; the CA is checked (and the account found) again before saving."""
+    from acmeflow.core import accounts  # the ACME client loads only when a CA is checked
+
     changes: dict[str, Any] = {
         key: value
         for key, value in {
@@ -161,7 +164,7 @@ def edit(
         changes["ca_bundle"] = _bundle(ca_bundle)
     with database() as s:
         ca = repo.update_ca(s, name, **changes)
-        account_url = register_account(s, ca, get_settings())
+        account_url = accounts.register_account(s, ca, get_settings())
         shown = ca_dict(ca, account_url)
         _reclassified_counts(s)
     if as_json:

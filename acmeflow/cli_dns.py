@@ -8,7 +8,6 @@ import typer
 
 from acmeflow.core.state import repo
 from acmeflow.core.state.models import DNSProviderConfig
-from acmeflow.providers.dns.registry import get_provider_type, provider_types, validate_fields
 
 from .cli_dns_check import check
 from .output import (
@@ -55,10 +54,12 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a DNS provider with its settings and credentials."""
-    ptype = get_provider_type(type_, require_supported=True)
+    from acmeflow.providers.dns import registry  # loads the provider SDKs: only when needed
+
+    ptype = registry.get_provider_type(type_, require_supported=True)
     settings = parse_pairs(set_ or [], "--set")
     secrets = secret_options(secret)
-    validate_fields(ptype, settings, secrets)
+    registry.validate_fields(ptype, settings, secrets)
     with database() as s:
         p = repo.add_dns_provider(s, name=name, type=ptype.name, settings=settings, secrets=secrets)
         shown = provider_dict(p)
@@ -80,12 +81,14 @@ def edit(
     as_json: JsonOpt = False,
 ) -> None:
     """Change settings or credentials of a DNS provider, or enable/disable it."""
+    from acmeflow.providers.dns import registry  # loads the provider SDKs: only when needed
+
     with database() as s:
         p = repo.get_dns_provider(s, name, include_inactive=True)
         settings = {**(p.settings or {}), **parse_pairs(set_ or [], "--set")}
         new_secrets = secret_options(secret)
-        validate_fields(
-            get_provider_type(p.type),
+        registry.validate_fields(
+            registry.get_provider_type(p.type),
             settings,
             {**dict.fromkeys(p.secrets or {}, "***"), **new_secrets},
         )
@@ -163,6 +166,8 @@ def unmap(name: str, domains: Annotated[list[str], typer.Argument(help="domains"
 @app.command("providers")
 def providers(as_json: JsonOpt = False) -> None:
     """Every DNS provider type users look for, with how it is backed and its fields."""
+    from acmeflow.providers.dns import registry  # loads the provider SDKs: only when needed
+
     rows: list[dict[str, Any]] = [
         {
             "type": t.name,
@@ -171,7 +176,7 @@ def providers(as_json: JsonOpt = False) -> None:
             "fields": field_rows(t.fields),
             "note": t.reason,
         }
-        for t in provider_types()
+        for t in registry.provider_types()
     ]
     if as_json:
         print_json(rows)

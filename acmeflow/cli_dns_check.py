@@ -25,7 +25,6 @@ from acmeflow.core.names import challenge_base, challenge_record_name
 from acmeflow.core.state import repo
 from acmeflow.core.state.challenge_journal import ChallengeJournal
 from acmeflow.core.state.db import open_database
-from acmeflow.providers.configured import dns_provider_from_config
 
 from .output import catalog_errors, console, database, err_console, print_json
 
@@ -244,6 +243,8 @@ def check(
     lookup = DNSLookup(conf.dns_resolvers, query_port=conf.dns_query_port)
     with database() as s:
         config = repo.get_dns_provider(s, name)
+        from acmeflow.providers.configured import dns_provider_from_config
+
         provider = dns_provider_from_config(config)
         target = lookup.follow_cnames(record_name)
         mapped, warnings = mapping_warnings(s, name, base, target)

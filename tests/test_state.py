@@ -672,3 +672,14 @@ def test_log(s: Session) -> None:
     s.flush()
     s.expire_all()
     assert repo.get_log_entry(s, first.id).certificate_id is None
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    """open_database skips Alembic for a database at SCHEMA_HEAD: it must be the real head."""
+    from alembic.script import ScriptDirectory
+
+    from acmeflow.core.state.db import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() == (
+        SCHEMA_HEAD
+    )

@@ -11,11 +11,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -23,10 +21,17 @@ from sqlalchemy.pool import StaticPool
 from acmeflow.config.settings import get_settings
 from acmeflow.core.files import mkdir_private
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # pg_advisory_xact_lock key that serialises concurrent migrations ("acmeflow" in ASCII)
 _PG_MIGRATION_LOCK = 0x61636D65666C6F77
+
+#: The newest migration in ``migrations/versions``: a database already there is opened without
+#: loading Alembic (a CLI command starts faster). tests/test_state.py checks it is Alembic's head.
+SCHEMA_HEAD = "0006_leases"
 
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[Engine, sessionmaker[Session]] = {}
@@ -35,6 +40,8 @@ _lock = threading.Lock()
 
 def alembic_config(url: str) -> Config:
     """An Alembic config for ``url`` built in code (no ini file needed)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -70,8 +77,20 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
+def at_schema_head(engine: Engine) -> bool:
+    """Whether the database's schema is :data:`SCHEMA_HEAD` (False when it has none yet)."""
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception:  # no alembic_version table yet: a new database
+        return False
+    return version == SCHEMA_HEAD
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` (idempotent; safe across processes)."""
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
@@ -114,7 +133,8 @@ def open_database(url: str | None = None) -> Engine:
         if engine is None:
             engine = _create_engine(url)
             try:
-                migrate(engine)
+                if not at_schema_head(engine):
+                    migrate(engine)
             except BaseException:
                 engine.dispose()
                 raise
