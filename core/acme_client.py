@@ -9,10 +9,12 @@ every failure translated into the error catalog (:mod:`core.errors`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import logging
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -32,13 +34,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmeflow.core import errors
+from acmeflow.core.deadline import Deadline
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "acmeflow/0.1 (+acme-python)"
 MAX_BAD_NONCE_RETRIES = 10
 MAX_TRANSIENT_RETRIES = 4
+MAX_RATE_LIMIT_WAITS = 5  # rateLimited answers waited out per request, however short
+DEFAULT_BUDGET = 300.0  # seconds a call may spend outside an order's deadline
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
+BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 @dataclass(frozen=True)
@@ -172,15 +178,14 @@ class _Network(acme_client.ClientNetwork):
         # way (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``*_PROXY``/``NO_PROXY`` per host).
         self.session.trust_env = False
         self._proxies: dict[str, dict[str, str]] = {}
-        self.deadline: float | None = None  # set by AcmeSession.deadline()
-        self.default_budget = 300.0  # seconds a call may spend waiting outside a deadline
+        self.deadline: Deadline | None = None  # set by AcmeSession.within() / deadline()
         self.last_response: requests.Response | None = None
         self.bad_nonce_retries = 0
         self._sleep = sleep
         self._clock = clock
 
-    def _limit(self) -> float:
-        return self.deadline if self.deadline is not None else self._clock() + self.default_budget
+    def _current(self) -> Deadline:
+        return self.deadline or Deadline.after(DEFAULT_BUDGET, clock=self._clock)
 
     def _proxies_for(self, url: str) -> dict[str, str]:
         parts = urllib.parse.urlsplit(url)
@@ -191,6 +196,14 @@ class _Network(acme_client.ClientNetwork):
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("proxies", self._proxies_for(url))
+        if self.deadline is not None:
+            # no request outlives the deadline: a frozen CA costs the time left, not more
+            left = self.deadline.remaining()
+            if left <= 0:
+                raise errors.CANotAnswering(
+                    detail=f"{method} {url}: no time left of the {self.deadline.budget:.0f} s"
+                )
+            kwargs["timeout"] = min(kwargs.get("timeout", self._default_timeout), left)
         response = super()._send_request(method, url, *args, **kwargs)
         self.last_response = response
         if not response.ok and self.REPLAY_NONCE_HEADER in response.headers:
@@ -199,9 +212,12 @@ class _Network(acme_client.ClientNetwork):
                 self._add_nonce(response)
         return response
 
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+    def post(self, *args: Any, resend_on_timeout: bool = True, **kwargs: Any) -> requests.Response:
+        """POST with retries; ``resend_on_timeout=False`` for requests that must not be sent
+        twice blindly (``newOrder``, ``finalize``): a read timeout is raised to the caller."""
         bad_nonces = 0
         transient = 0
+        rate_limited = 0
         while True:
             try:
                 return self._post_once(*args, **kwargs)
@@ -212,12 +228,19 @@ class _Network(acme_client.ClientNetwork):
                     self.bad_nonce_retries += 1
                     continue
                 if code == "rateLimited":
-                    wait = _retry_after_seconds(self.last_response, 5.0)
-                    if self._clock() + wait > self._limit():
-                        err = translate_problem(problem, "order")
-                        assert isinstance(err, errors.RateLimited)
-                        err.retry_after = wait
-                        raise err from None
+                    rate_limited += 1
+                    asked = _retry_after_seconds(self.last_response, 5.0)
+                    wait = max(asked, _backoff_seconds(rate_limited))
+                    left = self._current().remaining()
+                    if rate_limited > MAX_RATE_LIMIT_WAITS or wait > left:
+                        why = (
+                            f"still rate limited after {MAX_RATE_LIMIT_WAITS} waits"
+                            if rate_limited > MAX_RATE_LIMIT_WAITS
+                            else f"Retry-After {asked:.0f} s does not fit in the {left:.0f} s left"
+                        )
+                        raise errors.RateLimited(
+                            detail=f"{problem_text(problem)}\n{why}", retry_after=asked
+                        ) from None
                     log.info("CA rate limit: waiting %.1f s as asked (Retry-After)", wait)
                     self._sleep(wait)
                     continue
@@ -226,6 +249,13 @@ class _Network(acme_client.ClientNetwork):
                     self._backoff(transient)
                     continue
                 raise
+            except requests.ReadTimeout as exc:
+                # the CA may have acted on the POST: only idempotent requests are resent
+                sent_post = exc.request is not None and exc.request.method == "POST"
+                if (sent_post and not resend_on_timeout) or transient >= MAX_TRANSIENT_RETRIES:
+                    raise
+                transient += 1
+                self._backoff(transient)
             except (requests.ConnectionError, requests.Timeout):
                 if transient >= MAX_TRANSIENT_RETRIES:
                     raise
@@ -243,10 +273,17 @@ class _Network(acme_client.ClientNetwork):
                 raise
 
     def _backoff(self, attempt: int) -> None:
-        wait = _retry_after_seconds(self.last_response, min(0.2 * 2**attempt, 5.0))
-        if self._clock() + wait > self._limit():
-            raise errors.CAUnavailable(detail="the CA kept failing until the deadline")
+        wait = _retry_after_seconds(self.last_response, _backoff_seconds(attempt))
+        if wait >= self._current().remaining():
+            failed = errors.CAUnavailable(detail="the CA kept failing until the deadline")
+            failed.retryable = False  # no time is left for a retry
+            raise failed
         self._sleep(wait)
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """Exponential backoff: 0.4 s, 0.8 s, ... up to 5 s."""
+    return min(0.2 * 2**attempt, 5.0)
 
 
 def _environment_ca_bundle() -> str | bool:
@@ -279,7 +316,10 @@ def fetch_directory(
             headers={"User-Agent": USER_AGENT},
         )
         response.raise_for_status()
-        directory = messages.Directory.from_json(response.json())
+        document = response.json()
+        if not isinstance(document, dict):
+            raise ValueError(f"the directory is a JSON {type(document).__name__}, not an object")
+        directory = messages.Directory.from_json(document)
         for required in ("newNonce", "newAccount", "newOrder"):
             directory[required]
     except (requests.RequestException, ValueError, KeyError, jose.DeserializationError) as exc:
@@ -332,6 +372,31 @@ def _jwk_and_alg(key_pem: bytes) -> tuple[jose.JWK, jose.JWASignature]:
     if isinstance(key, rsa.RSAPrivateKey):
         return jose.JWKRSA(key=key), jose.RS256
     raise errors.InvalidKey(detail="ACME account keys must be EC or RSA")
+
+
+def external_account_binding(
+    jwk: jose.JWK, kid: str, hmac_key: str, directory: messages.Directory
+) -> dict[str, Any]:
+    """The EAB JWS of a ``newAccount`` request; each way the key can be wrong says so (the
+    key itself never appears in a message)."""
+    hmac_key = hmac_key.strip()
+    if not hmac_key:
+        raise errors.SignatureMismatch(detail="the EAB HMAC key is empty")
+    if not BASE64URL.fullmatch(hmac_key):
+        raise errors.SignatureMismatch(
+            detail="the EAB HMAC key is not valid base64url (the CA gives it base64url-encoded)"
+        )
+    try:
+        return messages.ExternalAccountBinding.from_data(
+            account_public_key=jwk.public_key(),
+            kid=kid,
+            hmac_key=hmac_key,
+            directory=directory,
+        )
+    except Exception as exc:  # the exception text could echo the key: only its type
+        raise errors.SignatureMismatch(
+            detail=f"the EAB binding for key id {kid!r} could not be signed ({type(exc).__name__})"
+        ) from None
 
 
 # --- orders with `replaces` (RFC 9773) -------------------------------------------------------
@@ -427,15 +492,21 @@ class AcmeSession:
     # -- plumbing --
 
     @contextmanager
-    def deadline(self, seconds: float) -> Iterator[float]:
-        """Bound everything inside (retries, rate-limit waits, polls) by ``seconds``."""
-        end = self._clock() + seconds
+    def within(self, deadline: Deadline) -> Iterator[Deadline]:
+        """Bound everything inside (requests, retries, rate-limit waits, polls) by
+        ``deadline``, or by the one already in force when that comes first."""
         previous = self.net.deadline
-        self.net.deadline = end if previous is None else min(previous, end)
+        if previous is not None and previous.remaining() < deadline.remaining():
+            deadline = previous
+        self.net.deadline = deadline
         try:
-            yield end
+            yield deadline
         finally:
             self.net.deadline = previous
+
+    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[Deadline]:
+        """:meth:`within` a deadline ``seconds`` from now (on the session's clock)."""
+        return self.within(Deadline.after(seconds, clock=self._clock))
 
     def _call(self, stage: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -449,6 +520,12 @@ class AcmeSession:
         except acme_errors.MissingNonce as exc:
             raise errors.CANonceError(detail=f"no Replay-Nonce in the CA's answer: {exc}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            deadline = self.net.deadline
+            if isinstance(exc, requests.Timeout) and deadline is not None and deadline.expired():
+                raise errors.CANotAnswering(
+                    detail=f"{stage}: no answer within the {deadline.budget:.0f} s "
+                    f"of the order ({type(exc).__name__})"
+                ) from None
             network_error: type[errors.AcmeflowError] = (
                 errors.FinalizeError if stage == "finalize" else errors.CAUnavailable
             )
@@ -466,11 +543,14 @@ class AcmeSession:
         """POST-as-GET (RFC 8555 6.3)."""
         return self._post(url, None)
 
-    def _wait(self, response: requests.Response | None, end: float, what: str) -> None:
+    def _pause(self, response: requests.Response | None, deadline: Deadline) -> bool:
+        """Sleep until the next poll (``Retry-After`` honoured); ``False`` when the next poll
+        would come after the deadline."""
         wait = max(self.poll_interval, _retry_after_seconds(response, self.poll_interval))
-        if self._clock() >= end:
-            raise errors.CAUnavailable(detail=f"timed out waiting for the CA: {what}")
-        self._sleep(max(0.0, min(wait, end - self._clock())))
+        if wait >= deadline.remaining():
+            return False
+        self._sleep(wait)
+        return True
 
     # -- account --
 
@@ -479,17 +559,9 @@ class AcmeSession:
         directory = self.directory
         eab = None
         if self.endpoint.eab_kid and self.endpoint.eab_hmac_key:
-            try:
-                eab = messages.ExternalAccountBinding.from_data(
-                    account_public_key=self._jwk.public_key(),
-                    kid=self.endpoint.eab_kid,
-                    hmac_key=self.endpoint.eab_hmac_key,
-                    directory=directory,
-                )
-            except Exception:  # a malformed HMAC key must not leak into messages
-                raise errors.SignatureMismatch(
-                    detail="the EAB HMAC key is not valid base64url"
-                ) from None
+            eab = external_account_binding(
+                self._jwk, self.endpoint.eab_kid, self.endpoint.eab_hmac_key, directory
+            )
         elif self.client.external_account_required():
             raise errors.CADirectoryError(
                 detail=f"{self.endpoint.directory_url} requires External Account Binding: set "
@@ -533,9 +605,20 @@ class AcmeSession:
         )
 
         def post() -> requests.Response:
-            return self.net.post(
-                self.directory["newOrder"], payload, new_nonce_url=self.directory["newNonce"]
-            )
+            url = self.directory["newOrder"]
+            try:
+                return self.net.post(
+                    url,
+                    payload,
+                    new_nonce_url=self.directory["newNonce"],
+                    resend_on_timeout=False,
+                )
+            except requests.ReadTimeout:
+                # Resending could create a second order; RFC 8555's orders list cannot tell
+                # (pebble has none, other CAs list only pending orders): say so instead.
+                raise errors.OrderStateUnknown(
+                    detail=f"POST {url}: no answer before the read timeout"
+                ) from None
 
         try:
             response = self._call("order", post)
@@ -583,19 +666,21 @@ class AcmeSession:
             )
         return result
 
-    def answer_challenges(self, items: list[DNSChallenge], *, timeout: float) -> None:
-        """Tell the CA every challenge is ready, then poll until all are valid."""
+    def answer_challenges(self, items: list[DNSChallenge], *, timeout: float | None = None) -> None:
+        """Tell the CA every challenge is ready, then poll until all are valid (within the
+        order's deadline, and ``timeout`` seconds when given)."""
         response = challenges.DNS01Response()
-        for item in items:
-            self._call("challenge", partial(self._post, item.challenge_url, response))
-        end = self._clock() + timeout
-        pending = {item.authorization_url: item for item in items}
-        last: requests.Response | None = None
-        with self.deadline(timeout):
+        with self._step(timeout) as deadline:
+            for item in items:
+                self._call("challenge", partial(self._post, item.challenge_url, response))
+            pending = {item.authorization_url: item for item in items}
+            states: dict[str, str] = {}
+            last: requests.Response | None = None
             while pending:
                 for url in list(pending):
                     http = self._call("challenge", partial(self._get, url))
                     authz = messages.Authorization.from_json(http.json())
+                    states[pending[url].identifier] = authz.status.name
                     if authz.status == messages.STATUS_VALID:
                         del pending[url]
                     elif authz.status in (messages.STATUS_INVALID, messages.STATUS_DEACTIVATED):
@@ -607,29 +692,49 @@ class AcmeSession:
                         )
                     else:
                         last = http
-                if pending:
-                    self._wait(last, end, "authorizations")
+                if pending and not self._pause(last, deadline):
+                    raise errors.ValidationTimeout(
+                        detail=f"after {deadline.budget:.0f} s: "
+                        + ", ".join(f"{name}: {states[name]}" for name in sorted(states))
+                    )
 
-    def finalize(self, order: OrderHandle, *, timeout: float) -> IssuedCertificate:
-        """Finalize with the order's CSR, poll until valid, download the chain(s)."""
-        csr = x509.load_pem_x509_csr(order.csr_pem)
-        end = self._clock() + timeout
-        with self.deadline(timeout):
-            http = self._call(
-                "finalize",
-                lambda: self.net.post(
+    def finalize(self, order: OrderHandle, *, timeout: float | None = None) -> IssuedCertificate:
+        """Finalize with the order's CSR, poll until valid, download the chain(s).
+
+        A ``finalize`` POST without an answer is not resent blindly: the order is looked up and
+        followed from its state (``processing``: polled, ``valid``: downloaded, ``ready``: the
+        CA never saw the request, so it is sent once more).
+        """
+        csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(order.csr_pem))
+
+        def send_finalize() -> requests.Response:
+            try:
+                return self.net.post(
                     order.finalize_url,
-                    messages.CertificateRequest(csr=csr),
+                    csr,
                     new_nonce_url=self.directory["newNonce"],
-                ),
-            )
-            body = messages.Order.from_json(http.json())
+                    resend_on_timeout=False,
+                )
+            except requests.ReadTimeout:
+                log.warning("no answer to finalize %s: looking the order up", order.url)
+                return self._get(order.url)
+
+        with self._step(timeout) as deadline:
+            for _attempt in range(2):
+                http = self._call("finalize", send_finalize)
+                body = messages.Order.from_json(http.json())
+                if body.status != messages.STATUS_READY:
+                    break
             while body.status != messages.STATUS_VALID or body.certificate is None:
                 if body.status == messages.STATUS_INVALID:
                     raise errors.FinalizeError(
                         detail=problem_text(body.error) if body.error else "order is invalid"
                     )
-                self._wait(http, end, "order finalization")
+                if not self._pause(http, deadline):
+                    raise errors.FinalizeTimeout(
+                        detail=f"after {deadline.budget:.0f} s the order {order.url} is "
+                        f"{body.status.name}"
+                    )
                 http = self._call("finalize", lambda: self._get(order.url))
                 body = messages.Order.from_json(http.json())
             cert_http = self._call("finalize", lambda: self._get(str(body.certificate)))
@@ -638,6 +743,10 @@ class AcmeSession:
                 for url in self.client._get_links(cert_http, "alternate")
             )
         return choose_chain(cert_http.text, alternates, self.endpoint.preferred_chain)
+
+    def _step(self, timeout: float | None) -> contextlib.AbstractContextManager[Deadline]:
+        """A step's bound: its own ``timeout`` inside the order's deadline (or the default)."""
+        return self.deadline(DEFAULT_BUDGET if timeout is None else timeout)
 
 
 # --- chains ----------------------------------------------------------------------------------

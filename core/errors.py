@@ -182,6 +182,66 @@ class PropagationTimeout(AcmeflowError):
     retryable = True
 
 
+class DeadlineExceeded(AcmeflowError):
+    """The order's deadline was spent (the detail names the step); a retry cannot help."""
+
+    message = "The order did not complete before its deadline."
+
+
+class CANotAnswering(DeadlineExceeded):
+    """The CA accepted connections but did not answer before the deadline."""
+
+    message = "The CA server did not answer in time. Please check the CA server and try again."
+
+
+class ValidationTimeout(DeadlineExceeded):
+    """The CA had not validated every challenge when the deadline came."""
+
+    message = "The CA did not validate the DNS-01 challenges in time."
+
+
+class FinalizeTimeout(DeadlineExceeded):
+    """The CA had not issued the certificate of a finalized order when the deadline came."""
+
+    message = "The CA did not issue the certificate in time."
+
+
+class OrderStateUnknown(AcmeflowError):
+    """A ``newOrder`` request got no answer: the CA may or may not have created the order."""
+
+    message = (
+        "The CA did not answer the new order request; the state of the order is unknown. "
+        "Try again later."
+    )
+
+
+class NameserverNotAnswering(AcmeflowError):
+    """A DNS server asked during the order did not answer (down, firewalled, wrong port)."""
+
+    def __init__(self, servers: str, detail: str | None = None) -> None:
+        self.servers = servers
+        super().__init__(
+            detail,
+            message=f"The nameserver {servers} did not answer. "
+            "Please check that it is running and reachable.",
+        )
+
+
+class DNSLookupFailed(AcmeflowError):
+    """A recursive DNS lookup failed (timeout, SERVFAIL, a zone the resolver does not know)."""
+
+    message = (
+        "A DNS lookup failed. Please check the resolvers (ACMEFLOW_DNS_RESOLVERS) or the "
+        "provider's nameservers= setting."
+    )
+
+
+class TooManyNames(AcmeflowError):
+    """A request has more names than the CA accepts in one certificate."""
+
+    message = "Too many names for one certificate at this CA."
+
+
 class OrderFailed(AcmeflowError):
     """The CA reported a problem with the order that fits no other row."""
 

@@ -19,10 +19,12 @@ from requests.structures import CaseInsensitiveDict
 
 from acmeflow.core import errors
 from acmeflow.core.acme_client import (
+    MAX_RATE_LIMIT_WAITS,
     AcmeSession,
     CAEndpoint,
     OrderHandle,
     _directories,
+    fetch_directory,
     generate_account_key,
     translate_problem,
 )
@@ -30,6 +32,8 @@ from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
 
 BASE = "https://fake-ca.test"
 Reply = tuple[int, dict[str, str], object]
+READ_TIMEOUT = -1  # a scripted status: the request is sent and no answer comes back
+NO_ANSWER: Reply = (READ_TIMEOUT, {}, None)
 
 
 class ScriptedCA(BaseAdapter):
@@ -52,6 +56,8 @@ class ScriptedCA(BaseAdapter):
         self.transport_options.append(options)
         queue = self.scripts.get((method, path))
         status, headers, body = queue.popleft() if queue else self.default(method, path)
+        if status == READ_TIMEOUT:
+            raise requests.ReadTimeout("scripted: no answer", request=request)
         self.nonce += 1
         response = requests.Response()
         response.status_code = status
@@ -285,9 +291,11 @@ def test_polling_gives_up_at_the_deadline(ca, session_factory, fake_time) -> Non
     challenge = session.dns_challenges(
         OrderHandle(f"{BASE}/order/1", "", (f"{BASE}/authz/1",), ("a.example.com",), "", CSR)
     )
-    with pytest.raises(errors.CAUnavailable):
+    with pytest.raises(errors.ValidationTimeout) as raised:
         session.answer_challenges(challenge, timeout=25)
     assert sum(fake_time.sleeps) <= 25
+    assert "a.example.com: pending" in str(raised.value.detail)
+    assert not raised.value.retryable
 
 
 @pytest.mark.parametrize(
@@ -332,3 +340,97 @@ def test_domain_needs_dot_names_the_name() -> None:
         'Invalid identifiers requested :: Cannot issue for "testdomain": '
         "Domain name needs at least one dot"
     )
+
+
+def test_rate_limit_with_retry_after_zero_stops_after_a_few_waits(
+    ca, session_factory, fake_time
+) -> None:
+    ca.script("POST", "/order", *[(429, {"Retry-After": "0"}, problem("rateLimited")[2])] * 50)
+    with pytest.raises(errors.RateLimited) as raised:
+        session_factory().place_order(CSR)
+    assert ca.calls.count(("POST", "/order")) == MAX_RATE_LIMIT_WAITS + 1
+    assert all(wait > 0 for wait in fake_time.sleeps)  # backoff, not back-to-back POSTs
+    assert "still rate limited" in str(raised.value.detail)
+    assert not raised.value.retryable
+
+
+def test_rate_limit_wait_that_does_not_fit_the_order_deadline_fails_at_once(
+    ca, session_factory, fake_time
+) -> None:
+    ca.script("POST", "/order", *[(429, {"Retry-After": "299"}, problem("rateLimited")[2])] * 100)
+    session = session_factory()
+    with pytest.raises(errors.RateLimited) as raised, session.deadline(120):
+        session.place_order(CSR)
+    assert fake_time.sleeps == []
+    assert raised.value.retry_after == 299
+    assert "does not fit" in str(raised.value.detail)
+
+
+def test_new_order_without_an_answer_is_not_resent(ca, session_factory) -> None:
+    ca.script("POST", "/order", NO_ANSWER)
+    with pytest.raises(errors.OrderStateUnknown) as raised:
+        session_factory().place_order(CSR)
+    assert ca.calls.count(("POST", "/order")) == 1
+    assert not raised.value.retryable
+
+
+def test_finalize_without_an_answer_follows_the_order_state(ca, session_factory) -> None:
+    cert_url = f"{BASE}/cert/1"
+    ca.script("POST", "/order/1/finalize", NO_ANSWER)
+    ca.script(
+        "POST",
+        "/order/1",
+        (200, {}, order_body("processing")),
+        (200, {}, order_body("valid", certificate=cert_url)),
+    )
+    ca.script("POST", "/cert/1", (200, {}, None))
+    session = session_factory()
+    order = OrderHandle(
+        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready", CSR
+    )
+    with pytest.raises(errors.FinalizeError, match="Unable to process finalize"):
+        session.finalize(order, timeout=30)  # the empty chain: only the path matters here
+    assert ca.calls.count(("POST", "/order/1/finalize")) == 1
+    assert ca.calls.count(("POST", "/order/1")) == 2
+    assert ("POST", "/cert/1") in ca.calls
+
+
+def test_finalize_still_processing_at_the_deadline_says_so(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order/1/finalize", (200, {}, order_body("processing")))
+    ca.script("POST", "/order/1", *[(200, {"Retry-After": "5"}, order_body("processing"))] * 20)
+    order = OrderHandle(
+        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready", CSR
+    )
+    with pytest.raises(errors.FinalizeTimeout) as raised:
+        session_factory().finalize(order, timeout=20)
+    assert "is processing" in str(raised.value.detail)
+    assert sum(fake_time.sleeps) <= 20
+
+
+def test_a_directory_that_is_not_a_json_object_is_the_catalog_error(ca) -> None:
+    ca.script("GET", "/dir", (200, {}, True))
+    http = requests.Session()
+    http.mount(BASE, ca)
+    with pytest.raises(errors.CADirectoryError) as raised:
+        fetch_directory(CAEndpoint(f"{BASE}/dir"), http=http)
+    assert "JSON bool" in str(raised.value.detail)
+
+
+@pytest.mark.parametrize(
+    ("hmac_key", "cause"),
+    [
+        ("not base64url!", "not valid base64url"),
+        ("   ", "is empty"),
+    ],
+)
+def test_each_eab_key_problem_is_reported_as_what_it_is(ca, hmac_key, cause) -> None:
+    http = requests.Session()
+    http.mount(BASE, ca)
+    session = AcmeSession(
+        CAEndpoint(f"{BASE}/dir", eab_kid="kid-1", eab_hmac_key=hmac_key),
+        generate_account_key(),
+        http=http,
+    )
+    with pytest.raises(errors.SignatureMismatch) as raised:
+        session.register("admin@example.com")
+    assert cause in str(raised.value.detail)
