@@ -78,8 +78,10 @@ class _TimedLookup(DNSLookup):
         self.answered: set[str] = set()
         self.seen: dict[str, float] = {}
 
-    def txt_at(self, server: tuple[str, int], name: str) -> set[str] | None:
-        served = super().txt_at(server, name)
+    def txt_at(
+        self, server: tuple[str, int], name: str, *, timeout: float | None = None
+    ) -> set[str] | None:
+        served = super().txt_at(server, name, timeout=timeout)
         key = f"{server[0]}:{server[1]}"
         self.asked.add(key)
         if served is not None:

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     propagation_timeout: float = Field(default=180.0, gt=0)
     propagation_interval: float = Field(default=0.1, gt=0)
     acme_timeout: float = Field(default=300.0, gt=0)
+    order_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="one deadline per order, every step and retry; default: acme + propagation",
+    )
     acme_poll_interval: float = Field(default=0.05, gt=0)
     deploy_retries: int = Field(default=3, ge=0, le=20)
     deploy_retry_delay: float = Field(default=2.0, ge=0, description="first retry delay, s")

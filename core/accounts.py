@@ -45,6 +45,7 @@ def endpoint_for(ca: CAVendor, settings: Settings) -> CAEndpoint:
         eab_hmac_key=unseal(ca.eab_hmac_key) if ca.eab_hmac_key else None,
         profile=ca.profile,
         preferred_chain=ca.preferred_chain,
+        timeout=min(CAEndpoint.timeout, settings.acme_timeout),
     )
 
 

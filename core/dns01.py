@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.query
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
@@ -79,26 +81,108 @@ class DNSLookup:
         self._servers: dict[str, tuple[float, list[tuple[str, int]]]] = {}
         self._servers_lock = threading.Lock()
 
-    def follow_cnames(self, name: str) -> str:
-        """The end of the CNAME chain starting at ``name`` (``name`` itself when none)."""
+    @property
+    def resolvers_text(self) -> str:
+        """The resolvers asked, for messages (``host:port, ...``)."""
+        return ", ".join(f"{h}:{self.resolver.port}" for h in self.resolver.nameservers)
+
+    def follow_cnames(self, name: str, nameservers: Sequence[str] | None = None) -> str:
+        """The end of the CNAME chain starting at ``name`` (``name`` itself when none).
+
+        With ``nameservers`` (a provider's ``nameservers=``: split horizon, private zones)
+        each hop is asked there first, then the resolvers. No CNAME (NXDOMAIN, no answer) ends
+        the chain; a lookup that fails (time-out, SERVFAIL) raises ``DNSLookupFailed``.
+        """
+        servers = [_host_port(s, self.query_port) for s in nameservers or ()]
         current = name
         for _ in range(MAX_CNAME_HOPS):
-            try:
-                answer = self.resolver.resolve(current, "CNAME", raise_on_no_answer=False)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
+            target = self._cname_at(servers, current) if servers else None
+            if target is None:  # no provider nameservers, or the name is not in their zones
+                target = self._cname(current)
+            if not target:
                 return current
-            if answer.rrset is None:
-                return current
-            current = answer.rrset[0].target.to_text(omit_final_dot=True).lower()
+            current = target
         raise errors.TXTRecordError(detail=f"dns01: CNAME chain from {name} is too long")
 
-    def zone_of(self, name: str) -> str:
-        """The zone (SOA owner) that holds ``name``."""
+    def _cname(self, name: str) -> str | None:
+        """The CNAME target of ``name`` at the resolvers (``None``: no CNAME)."""
+        try:
+            answer = self.resolver.resolve(name, "CNAME", raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return None
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            raise errors.DNSLookupFailed(
+                detail=f"CNAME lookup of {name} at {self.resolvers_text} failed: {exc}"
+            ) from None
+        if answer.rrset is None:
+            return None
+        return str(answer.rrset[0].target.to_text(omit_final_dot=True).lower())
+
+    def _cname_at(self, servers: Sequence[tuple[str, int]], name: str) -> str | None:
+        """The CNAME target of ``name`` asked directly at ``servers`` (``""``: none there,
+        ``None``: none of them is authoritative for it)."""
+        response = self._ask(servers, name, dns.rdatatype.CNAME, "CNAME lookup")
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return ""
+        if rcode != dns.rcode.NOERROR or not response.flags & dns.flags.AA:
+            return None
+        qname = dns.name.from_text(name)
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == qname:
+                return str(rrset[0].target.to_text(omit_final_dot=True).lower())
+        return ""
+
+    def _ask(
+        self,
+        servers: Sequence[tuple[str, int]],
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        what: str,
+    ) -> dns.message.Message:
+        """The first answer of ``servers`` to a non-recursive query (``DNSLookupFailed`` when
+        none answers)."""
+        query = dns.message.make_query(name, rdtype)
+        query.flags &= ~dns.flags.RD
+        problems: list[str] = []
+        for host, port in servers:
+            try:
+                response = dns.query.udp(query, host, port=port, timeout=self.timeout)
+                if response.flags & dns.flags.TC:
+                    response = dns.query.tcp(query, host, port=port, timeout=self.timeout)
+            except (dns.exception.DNSException, OSError) as exc:
+                problems.append(f"{host}:{port}: {type(exc).__name__}")
+                continue
+            if response.rcode() == dns.rcode.SERVFAIL:
+                problems.append(f"{host}:{port}: SERVFAIL")
+                continue
+            return response
+        raise errors.DNSLookupFailed(
+            detail=f"{what} of {name} failed at the provider's nameservers: {'; '.join(problems)}"
+        )
+
+    def zone_of(self, name: str, nameservers: Sequence[str] | None = None) -> str:
+        """The zone (SOA owner) that holds ``name``: asked at ``nameservers`` when given (the
+        zone may be private), else found by the resolvers."""
+        if nameservers:
+            servers = [_host_port(s, self.query_port) for s in nameservers]
+            response = self._ask(servers, name, dns.rdatatype.SOA, "SOA lookup")
+            for section in (response.answer, response.authority):
+                for rrset in section:
+                    if rrset.rdtype == dns.rdatatype.SOA:
+                        return str(rrset.name.to_text(omit_final_dot=True).lower())
         try:
             zone = dns.resolver.zone_for_name(name, resolver=self.resolver)
-        except (dns.exception.DNSException, dns.resolver.NoRootSOA) as exc:
-            raise errors.TXTRecordError(
-                detail=f"dns01: cannot find the zone of {name}: {exc}"
+        except dns.resolver.NoRootSOA:
+            raise errors.DNSLookupFailed(
+                detail=f"no zone holds {name} as seen by the resolver(s) {self.resolvers_text}: "
+                "for a private zone set nameservers= on the DNS provider or point "
+                "ACMEFLOW_DNS_RESOLVERS at a server that knows the zone"
+            ) from None
+        except dns.exception.DNSException as exc:
+            raise errors.DNSLookupFailed(
+                detail=f"cannot find the zone of {name} at the resolver(s) "
+                f"{self.resolvers_text}: {exc}"
             ) from None
         return zone.to_text(omit_final_dot=True).lower()
 
@@ -119,8 +203,9 @@ class DNSLookup:
         try:
             ns_answer = self.resolver.resolve(zone, "NS")
         except dns.exception.DNSException as exc:
-            raise errors.TXTRecordError(
-                detail=f"dns01: cannot list the nameservers of {zone}: {exc}"
+            raise errors.DNSLookupFailed(
+                detail=f"cannot list the nameservers of {zone} at the resolver(s) "
+                f"{self.resolvers_text}: {exc}"
             ) from None
         servers: list[tuple[str, int]] = []
         for ns in ns_answer:
@@ -132,17 +217,24 @@ class DNSLookup:
                 except dns.exception.DNSException:
                     continue
         if not servers:
-            raise errors.TXTRecordError(detail=f"dns01: no address for any nameserver of {zone}")
+            raise errors.DNSLookupFailed(
+                detail=f"no address for any nameserver of {zone} at the resolver(s) "
+                f"{self.resolvers_text}"
+            )
         return sorted(set(servers))
 
-    def txt_at(self, server: tuple[str, int], name: str) -> set[str] | None:
-        """TXT values ``server`` answers for ``name`` (``None`` when it did not answer)."""
+    def txt_at(
+        self, server: tuple[str, int], name: str, *, timeout: float | None = None
+    ) -> set[str] | None:
+        """TXT values ``server`` answers for ``name`` (``None`` when it did not answer within
+        ``timeout`` seconds, by default the lookup's)."""
         query = dns.message.make_query(name, dns.rdatatype.TXT)
         query.flags &= ~dns.flags.RD
+        wait = self.timeout if timeout is None else timeout
         try:
-            response = dns.query.udp(query, server[0], port=server[1], timeout=self.timeout)
+            response = dns.query.udp(query, server[0], port=server[1], timeout=wait)
             if response.flags & dns.flags.TC:
-                response = dns.query.tcp(query, server[0], port=server[1], timeout=self.timeout)
+                response = dns.query.tcp(query, server[0], port=server[1], timeout=wait)
         except (dns.exception.DNSException, OSError):
             return None
         values: set[str] = set()
@@ -155,15 +247,25 @@ class DNSLookup:
 
 
 def plan_records(
-    items: Iterable[tuple[str, str, str]], lookup: DNSLookup, *, follow_cname: bool = True
+    items: Iterable[tuple[str, str, str]],
+    lookup: DNSLookup,
+    *,
+    follow_cname: bool = True,
+    nameservers_for: Callable[[str], Sequence[str] | None] = lambda _n: None,
 ) -> list[ChallengeRecord]:
-    """Turn (identifier, record name, value) triples into records with their CNAME target."""
+    """Turn (identifier, record name, value) triples into records with their CNAME target.
+
+    ``nameservers_for(record_name)``: the nameservers of the provider of that name (its
+    ``nameservers=``), where CNAMEs are looked up first.
+    """
     targets: dict[str, str] = {}
     records = []
     for identifier, record_name, value in items:
         if record_name not in targets:
             targets[record_name] = (
-                lookup.follow_cnames(record_name) if follow_cname else record_name
+                lookup.follow_cnames(record_name, nameservers_for(record_name))
+                if follow_cname
+                else record_name
             )
         records.append(ChallengeRecord(identifier, record_name, targets[record_name], value))
     return records
@@ -182,8 +284,9 @@ def await_propagation(
 ) -> dict[str, list[str]]:
     """Wait until every authoritative nameserver serves every record's value.
 
-    Returns, per target name, the servers that were checked. Raises ``PropagationTimeout``
-    naming what is still missing where.
+    Returns, per target name, the servers that were checked. At the deadline raises
+    ``NameserverNotAnswering`` when a server never answered, else ``PropagationTimeout``
+    naming what is still missing where. No query outlives the deadline.
     """
     zone_servers: dict[str, list[tuple[str, int]]] = {}
     pending: set[tuple[str, str, tuple[str, int]]] = set()
@@ -204,20 +307,39 @@ def await_propagation(
         pending.update((record.target, record.value, server) for server in servers)
     end = clock() + timeout
     total = len(pending)
+    answered: set[tuple[str, int]] = set()
     while True:
         answers: dict[tuple[str, tuple[str, int]], set[str] | None] = {}
         for target, value, server in sorted(pending):
             if (target, server) not in answers:
-                answers[(target, server)] = lookup.txt_at(server, target)
+                answers[(target, server)] = lookup.txt_at(
+                    server, target, timeout=max(0.1, min(lookup.timeout, end - clock()))
+                )
             served = answers[(target, server)]
-            if served is not None and value in served:
-                pending.discard((target, value, server))
+            if served is not None:
+                answered.add(server)
+                if value in served:
+                    pending.discard((target, value, server))
         if not pending:
             progress(f"propagation seen: {total} value(s) at every authoritative nameserver")
             return checked
-        if clock() >= end:
-            missing = ", ".join(sorted({f"{t} at {h}:{p}" for t, _v, (h, p) in pending}))
-            raise errors.PropagationTimeout(
-                detail=f"after {timeout:.0f} s still not served: {missing}"
-            )
+        if clock() + interval >= end:
+            _raise_missing(pending, answered, timeout)
         sleep(interval)
+
+
+def _raise_missing(
+    pending: set[tuple[str, str, tuple[str, int]]],
+    answered: set[tuple[str, int]],
+    timeout: float,
+) -> NoReturn:
+    """The error for what is still pending at the deadline: silent servers first."""
+    silent = sorted({server for _t, _v, server in pending} - answered)
+    if silent:
+        names = ", ".join(sorted({t for t, _v, server in pending if server in silent}))
+        raise errors.NameserverNotAnswering(
+            ", ".join(f"{h}:{p}" for h, p in silent),
+            detail=f"no answer to TXT queries for {names} in {timeout:.0f} s",
+        )
+    missing = ", ".join(sorted({f"{t} at {h}:{p}" for t, _v, (h, p) in pending}))
+    raise errors.PropagationTimeout(detail=f"after {timeout:.0f} s still not served: {missing}")

@@ -85,3 +85,19 @@ class ProviderType:
     factory: Callable[[Mapping[str, str], Mapping[str, str]], DNSProvider] | None = None
     reason: str = ""  # why it is unsupported, or a note on the backing
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class ZoneFindingDNSProvider(DNSProvider, Protocol):
+    """A provider that knows its own nameserver and finds a name's zone there (RFC 2136, as
+    certbot's rfc2136 plugin does): private zones the resolvers do not know still work.
+    Optional: :mod:`core.issuance` checks propagation with it when a provider has it."""
+
+    @property
+    def primary_nameserver(self) -> str:
+        """``host:port`` of the server the provider updates."""
+        ...
+
+    def find_zone(self, fqdn: str) -> str:
+        """The zone holding ``fqdn``, asked at :attr:`primary_nameserver`."""
+        ...

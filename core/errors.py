@@ -179,7 +179,7 @@ class PropagationTimeout(AcmeflowError):
         "The TXT record did not reach every authoritative nameserver in time. "
         "Please check the DNS configuration and try again."
     )
-    retryable = True
+    retryable = False  # its whole timeout was spent: a task retry would only wait again
 
 
 class DeadlineExceeded(AcmeflowError):

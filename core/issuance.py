@@ -12,12 +12,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 from acmeflow.core import errors
 from acmeflow.core.acme_client import AcmeSession, DNSChallenge, IssuedCertificate, OrderHandle
+from acmeflow.core.deadline import Deadline
 from acmeflow.core.dns01 import ChallengeRecord, DNSLookup, await_propagation, plan_records
-from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.dnsprovider import DNSProvider, ZoneFindingDNSProvider
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +44,44 @@ class ChallengeJournal(Protocol):
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Deadlines of the slow steps, in seconds."""
+    """Time limits of an order, in seconds: each slow step has its own, and ``total`` is the
+    one deadline of the whole order (every step, retry and wait) that none may outlive."""
 
     propagation: float = 180.0
     propagation_interval: float = 0.1
     validation: float = 180.0
     finalize: float = 180.0
+    order: float = 180.0  # placing the order and reading its challenges
+    total: float = 540.0
+
+    def deadline(self) -> Deadline:
+        """The deadline of an order that starts now."""
+        return Deadline.after(self.total)
 
 
 def plan_challenge_records(
     challenges: Sequence[DNSChallenge],
     lookup: DNSLookup,
     provider_for: Callable[[str], str],
+    providers: Callable[[str], DNSProvider] | None = None,
 ) -> list[ChallengeRecord]:
     """Where each challenge value goes (CNAME followed) and which provider writes it.
 
     ``provider_for(target_name)`` returns the configured provider name for a name; it raises
-    the catalog errors for unmapped names or inactive providers.
+    the catalog errors for unmapped names or inactive providers. With ``providers`` (name ->
+    provider), CNAMEs are first looked up at the ``nameservers=`` of the record's provider.
     """
-    records = plan_records(((c.identifier, c.record_name, c.value) for c in challenges), lookup)
+
+    def nameservers_for(record_name: str) -> Sequence[str] | None:
+        if providers is None:
+            return None
+        try:
+            return providers(provider_for(record_name)).check_nameservers()
+        except errors.AcmeflowError:  # the name itself may be unmapped: only its target counts
+            return None
+
+    items = ((c.identifier, c.record_name, c.value) for c in challenges)
+    records = plan_records(items, lookup, nameservers_for=nameservers_for)
     return [replace(r, provider=provider_for(r.target)) for r in records]
 
 
@@ -77,10 +98,15 @@ def _each(
 
 
 def _provider(providers: Mapping[str, DNSProvider], record: ChallengeRecord) -> DNSProvider:
+    return provider_named(providers, record.provider)
+
+
+def provider_named(providers: Mapping[str, DNSProvider], name: str) -> DNSProvider:
+    """``providers[name]``, or the catalog error for a provider that is not there."""
     try:
-        return providers[record.provider]
+        return providers[name]
     except KeyError:
-        raise errors.DNSProviderUnavailable(record.provider or "(none)") from None
+        raise errors.DNSProviderUnavailable(name or "(none)") from None
 
 
 def _units(
@@ -184,16 +210,37 @@ def check_propagation(
     lookup: DNSLookup,
     timeouts: Timeouts,
     progress: Progress = lambda _m: None,
+    deadline: Deadline | None = None,
 ) -> dict[str, list[str]]:
-    """Wait until every authoritative nameserver serves every value (provider overrides win)."""
+    """Wait until every authoritative nameserver serves every value (provider overrides win),
+    within the propagation timeout and the order's ``deadline``."""
+    timeout = timeouts.propagation
+    if deadline is not None:
+        deadline.check("propagation check")
+        timeout = deadline.cap(timeout)
     return await_propagation(
         records,
         lookup,
-        nameservers_for=lambda r: _provider(providers, r).check_nameservers(),
-        timeout=timeouts.propagation,
+        nameservers_for=lambda r: servers_to_check(_provider(providers, r), r.target, lookup),
+        timeout=timeout,
         interval=timeouts.propagation_interval,
         progress=progress,
     )
+
+
+def servers_to_check(provider: DNSProvider, target: str, lookup: DNSLookup) -> Sequence[str] | None:
+    """Where to check ``target``: the provider's ``nameservers=``; for a provider that finds
+    zones at its own server (RFC 2136) the zone's nameservers, or that server when the
+    resolvers do not know the zone (private zones); else ``None`` (the public delegation)."""
+    override = provider.check_nameservers()
+    if override or not isinstance(provider, ZoneFindingDNSProvider):
+        return override
+    zone = provider.find_zone(target)
+    try:
+        return [f"{host}:{port}" for host, port in lookup.authoritative_servers(zone)]
+    except errors.DNSLookupFailed as exc:
+        log.info("zone %s: %s; checking at %s", zone, exc.detail, provider.primary_nameserver)
+        return [provider.primary_nameserver]
 
 
 def issue_certificate(
@@ -208,19 +255,27 @@ def issue_certificate(
     progress: Progress = lambda _m: None,
     journal: ChallengeJournal | None = None,
 ) -> IssuedCertificate:
-    """Order, solve every DNS-01 challenge at once, finalize, download; always clean up."""
-    order: OrderHandle = session.place_order(csr_pem, replaces=replaces)
-    progress(f"order placed: {', '.join(order.identifiers)}")
-    challenges = session.dns_challenges(order)
-    records: list[ChallengeRecord] = []
-    try:
-        records = plan_challenge_records(challenges, lookup, provider_for)
-        add_txt_records(records, providers, progress, journal)
-        check_propagation(records, providers, lookup, timeouts, progress)
-        session.answer_challenges(challenges, timeout=timeouts.validation)
-        progress(f"validated: {len(challenges)} challenge(s)")
-        issued = session.finalize(order, timeout=timeouts.finalize)
-        progress("finalized: certificate downloaded")
-        return issued
-    finally:
-        cleanup_txt_records(records, providers, progress, journal)
+    """Order, solve every DNS-01 challenge at once, finalize, download; always clean up.
+
+    One deadline (``timeouts.total``) covers every step; cleanup runs after it all the same.
+    """
+    deadline = timeouts.deadline()
+    with session.within(deadline):
+        with session.deadline(timeouts.order):
+            order: OrderHandle = session.place_order(csr_pem, replaces=replaces)
+            progress(f"order placed: {', '.join(order.identifiers)}")
+            challenges = session.dns_challenges(order)
+        records: list[ChallengeRecord] = []
+        try:
+            records = plan_challenge_records(
+                challenges, lookup, provider_for, partial(provider_named, providers)
+            )
+            add_txt_records(records, providers, progress, journal)
+            check_propagation(records, providers, lookup, timeouts, progress, deadline)
+            session.answer_challenges(challenges, timeout=timeouts.validation)
+            progress(f"validated: {len(challenges)} challenge(s)")
+            issued = session.finalize(order, timeout=timeouts.finalize)
+            progress("finalized: certificate downloaded")
+            return issued
+        finally:
+            cleanup_txt_records(records, providers, progress, journal)

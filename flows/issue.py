@@ -22,6 +22,7 @@ from acmeflow.tasks.certificates import (
     record_failure,
     store_certificate,
 )
+from acmeflow.tasks.common import order_timeouts
 from acmeflow.tasks.deploy import check_targets
 
 
@@ -61,13 +62,14 @@ def issue(
             csr_pem=csr_pem,
             key_staged=key_staged,
         )
-        order, challenges = place_order(ca, csr)
+        deadline = order_timeouts().deadline()  # one deadline for every step and retry
+        order, challenges = place_order(ca, csr, deadline)
         try:
             records = plan_txt_records(challenges)
             add_txt_records(records)
-            await_propagation(records)
-            answer_challenges(ca, challenges)
-            issued = finalize_order(ca, order)
+            await_propagation(records, deadline)
+            answer_challenges(ca, challenges, deadline)
+            issued = finalize_order(ca, order, deadline)
         finally:
             cleanup_txt_records(records)
         cert_id: int = store_certificate(

@@ -63,6 +63,8 @@ def order_timeouts() -> Timeouts:
         propagation_interval=conf.propagation_interval,
         validation=conf.acme_timeout,
         finalize=conf.acme_timeout,
+        order=conf.acme_timeout,
+        total=conf.order_timeout or conf.acme_timeout + conf.propagation_timeout,
     )
 
 

@@ -23,18 +23,20 @@ class FakeLookup(DNSLookup):
         self.cnames = cnames
         self.polls: dict[tuple[str, str], int] = {}
 
-    def follow_cnames(self, name: str) -> str:
+    def follow_cnames(self, name: str, nameservers: object = None) -> str:
         while name in self.cnames:
             name = self.cnames[name]
         return name
 
-    def zone_of(self, name: str) -> str:
+    def zone_of(self, name: str, nameservers: object = None) -> str:
         return name.split(".", 1)[1].split(".", 1)[1] if name.count(".") > 2 else name
 
     def authoritative_servers(self, zone: str) -> list[tuple[str, int]]:
         return [("192.0.2.1", 53), ("192.0.2.2", 53)]
 
-    def txt_at(self, server: tuple[str, int], name: str) -> set[str] | None:
+    def txt_at(
+        self, server: tuple[str, int], name: str, *, timeout: float | None = None
+    ) -> set[str] | None:
         key = (server[0], name)
         self.polls[key] = self.polls.get(key, 0) + 1
         return {"v"} if self.polls[key] > self.served_after.get(key, 0) else set()

@@ -130,11 +130,22 @@ class RFC2136Provider(ProviderBase):
                 values.extend(unquote_txt(rdata.to_text()) for rdata in rrset)
         return values
 
+    # -- ZoneFindingDNSProvider --------------------------------------------------------------
+
+    @property
+    def primary_nameserver(self) -> str:
+        """``host:port`` of the server updates go to."""
+        return f"{self._host}:{self._port}"
+
+    def find_zone(self, fqdn: str) -> str:
+        """The configured zone, else the zone whose SOA the server reports for ``fqdn``."""
+        return self._zone_for(normalize_name(fqdn))
+
     # -- internals --------------------------------------------------------------------------
 
     @property
     def _server(self) -> str:
-        return f"{self._host}:{self._port}"
+        return self.primary_nameserver
 
     def _update(self, zone: str) -> dns.update.UpdateMessage:
         if self._key is None:
