@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal, cast, get_args
@@ -18,6 +19,7 @@ import typer
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
 from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_pem
+from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.secrets import set_block_resolver
 from acmeflow.core.state import repo
 from acmeflow.core.stores import stores_from_settings
@@ -36,6 +38,7 @@ from . import (
     cli_targets,
 )
 from .cli_certs import cert_dict, print_cert
+from .failures import debug_wanted, report_failure
 from .output import (
     catalog_errors,
     console,
@@ -169,8 +172,12 @@ def issue(
         }.items()
         if v is not None
     }
+    names = normalize_names(names)  # bad names: refused before any history row or flow run
     with database() as s:  # fail fast, before Prefect starts, on an unknown CA
-        repo.get_ca(s, ca)
+        vendor = repo.get_ca(s, ca)
+        check_name_count(
+            names, ca=vendor.name, vendor=vendor.vendor, default_limit=get_settings().max_names
+        )
     targets = cli_deploy.check_issue_targets(target)
     request_id = _stage_upload(store, key, key_passphrase)
     if csr is not None:
@@ -203,6 +210,21 @@ def issue(
     cli_deploy.report_issue_deployments(cert_id, shown["deployments"], as_json=as_json)
 
 
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="print the traceback of a failure (ACMEFLOW_DEBUG=1)")
+    ] = False,
+) -> None:
+    """Options before any command (``--debug`` is read by :func:`main`)."""
+
+
 def main() -> None:
-    """Entry point of the ``acmeflow`` console script."""
-    app()
+    """Entry point of the ``acmeflow`` console script: a failure prints its catalog message
+    and detail; the traceback goes to the log file (and the terminal with ``--debug``)."""
+    try:
+        app(prog_name="acmeflow")
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        sys.exit(report_failure(exc, debug=debug_wanted(sys.argv[1:])))

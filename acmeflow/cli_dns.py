@@ -59,7 +59,7 @@ def add(
     ptype = registry.get_provider_type(type_, require_supported=True)
     settings = parse_pairs(set_ or [], "--set")
     secrets = secret_options(secret)
-    registry.validate_fields(ptype, settings, secrets)
+    registry.check_provider(ptype.name, settings, secrets)
     with database() as s:
         p = repo.add_dns_provider(s, name=name, type=ptype.name, settings=settings, secrets=secrets)
         shown = provider_dict(p)
@@ -87,11 +87,8 @@ def edit(
         p = repo.get_dns_provider(s, name, include_inactive=True)
         settings = {**(p.settings or {}), **parse_pairs(set_ or [], "--set")}
         new_secrets = secret_options(secret)
-        registry.validate_fields(
-            registry.get_provider_type(p.type),
-            settings,
-            {**dict.fromkeys(p.secrets or {}, "***"), **new_secrets},
-        )
+        if set_ or secret:
+            registry.check_provider(p.type, settings, {**repo.provider_secrets(p), **new_secrets})
         p = repo.update_dns_provider(
             s, name, settings=settings, secrets=new_secrets or None, active=active
         )

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         description="one deadline per order, every step and retry; default: acme + propagation",
     )
     acme_poll_interval: float = Field(default=0.05, gt=0)
+    max_names: int = Field(
+        default=100, ge=1, description="names per certificate at a CA without a known limit"
+    )
     deploy_retries: int = Field(default=3, ge=0, le=20)
     deploy_retry_delay: float = Field(default=2.0, ge=0, description="first retry delay, s")
     dns_resolvers: Annotated[list[str], NoDecode] = Field(

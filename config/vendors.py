@@ -33,6 +33,7 @@ class VendorPreset:
     issuer_names: tuple[str, ...]
     default_renew_days: int = 30
     notes: str = ""
+    max_names: int | None = None  # names per certificate, when the CA publishes a limit
 
     def matches_issuer(self, common_name: str | None, organization: str | None) -> bool:
         """Whether an issuer with this CN / O is one of this CA's issuing certificates."""
@@ -86,6 +87,7 @@ PRESETS: dict[str, VendorPreset] = {
             default_renew_days=30,
             notes="Free DV certificates (90 days; 45-day 'tlsserver' and 160-hour "
             "'shortlived' profiles). Supports ARI.",
+            max_names=100,
         ),
         VendorPreset(
             id="letsencrypt-staging",
@@ -95,6 +97,7 @@ PRESETS: dict[str, VendorPreset] = {
             issuer_names=("(STAGING) Let's Encrypt",),
             default_renew_days=30,
             notes="Untrusted test certificates with generous rate limits.",
+            max_names=100,
         ),
         VendorPreset(
             id="digicert",

@@ -23,7 +23,17 @@ from acmeflow.core.dnsprovider import DNSProvider, ZoneFindingDNSProvider
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
+
+class Progress(Protocol):
+    """Reports a step (``problem=True``: something went wrong that does not stop the order)."""
+
+    def __call__(self, message: str, *, problem: bool = False) -> None:
+        """Report ``message``."""
+        ...
+
+
+def no_progress(message: str, *, problem: bool = False) -> None:
+    """A :class:`Progress` that reports nothing."""
 
 
 class ChallengeJournal(Protocol):
@@ -136,7 +146,7 @@ def _apply(provider: DNSProvider, unit: list[ChallengeRecord], single: str, batc
 def add_txt_records(
     records: Sequence[ChallengeRecord],
     providers: Mapping[str, DNSProvider],
-    progress: Progress = lambda _m: None,
+    progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
 ) -> None:
     """Present every value through its provider (providers keep other values).
@@ -169,7 +179,7 @@ def add_txt_records(
 def cleanup_txt_records(
     records: Sequence[ChallengeRecord],
     providers: Mapping[str, DNSProvider],
-    progress: Progress = lambda _m: None,
+    progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
 ) -> list[str]:
     """Remove our own values; never raises. Returns the problems met (for the log).
@@ -199,7 +209,15 @@ def cleanup_txt_records(
         except Exception as exc:  # the values are gone; a stale row only costs a sweep
             problems.append(f"challenge journal: {type(exc).__name__}")
             log.warning("could not update the challenge journal: %s", type(exc).__name__)
-    if records:
+    left = len(records) - len(removed)
+    if left:
+        causes = "; ".join(p for p in problems if not p.startswith("challenge journal"))
+        progress(
+            f"TXT records not cleaned up: {left} of {len(records)} left behind "
+            f"(`acmeflow sweep` removes them later): {causes}",
+            problem=True,
+        )
+    elif records:
         progress(f"TXT records cleaned up: {len(removed)} of {len(records)}")
     return problems
 
@@ -209,7 +227,7 @@ def check_propagation(
     providers: Mapping[str, DNSProvider],
     lookup: DNSLookup,
     timeouts: Timeouts,
-    progress: Progress = lambda _m: None,
+    progress: Progress = no_progress,
     deadline: Deadline | None = None,
 ) -> dict[str, list[str]]:
     """Wait until every authoritative nameserver serves every value (provider overrides win),
@@ -252,7 +270,7 @@ def issue_certificate(
     providers: Mapping[str, DNSProvider],
     timeouts: Timeouts = Timeouts(),
     replaces: str | None = None,
-    progress: Progress = lambda _m: None,
+    progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
 ) -> IssuedCertificate:
     """Order, solve every DNS-01 challenge at once, finalize, download; always clean up.

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import idna
 
+from acmeflow.config.vendors import UnknownVendor, get_preset
 from acmeflow.core.errors import (
     AcmeflowError,
     CertificateInvalidDomain,
     DomainNeedsDot,
     InvalidDomainName,
+    TooManyNames,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "certificate_names_problem",
     "challenge_base",
     "challenge_record_name",
+    "check_name_count",
     "is_wildcard",
     "normalize_name",
     "normalize_names",
@@ -210,3 +213,17 @@ def certificate_names_problem(names: Iterable[str]) -> str | None:
     if not found:
         return "the certificate has no DNS name (no subjectAltName DNS entry and no common name)"
     return None
+
+
+def check_name_count(names: Sequence[str], *, ca: str, vendor: str, default_limit: int) -> None:
+    """Refuse more names than the CA ``ca`` accepts in one certificate, before any order:
+    the limit of its vendor preset (Let's Encrypt: 100), else ``default_limit``."""
+    try:
+        limit = get_preset(vendor).max_names or default_limit
+    except UnknownVendor:
+        limit = default_limit
+    if len(names) > limit:
+        raise TooManyNames(
+            detail=f"{len(names)} names requested; the CA {ca} accepts at most {limit} names "
+            "per certificate: split them over several certificates"
+        )

@@ -17,7 +17,7 @@ from acmeflow.core.acme_client import IssuedCertificate
 from acmeflow.core.certinfo import CertificateInfo, parse_certificate
 from acmeflow.core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
 from acmeflow.core.keys import load_private_key as load_key
-from acmeflow.core.names import normalize_names
+from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import inventory, renewals, repo
 from acmeflow.core.state.models import CAVendor
 from acmeflow.core.state.renewals import ProviderIndex
@@ -53,6 +53,9 @@ def check_names_ca_and_dns(s: Session, *, ca: str, names: list[str], store: str)
     if store not in STORE_KINDS:
         raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
     vendor = repo.get_ca(s, ca)
+    check_name_count(
+        normalized, ca=vendor.name, vendor=vendor.vendor, default_limit=settings().max_names
+    )
     index = renewals.provider_index(s)
     return NamesCaAndDns(normalized, vendor, index.providers_for(normalized), index)
 
@@ -69,8 +72,10 @@ def check_request(
 ) -> CheckedRequest:
     """Validate names, CA, DNS mapping and duplicates, then open the history entry.
 
-    A request that fails here is logged as failed too, so the history shows every request.
+    A request whose names are invalid is refused before anything is written; any other that
+    fails here is logged as failed too, so the history shows every well-formed request.
     """
+    normalize_names(names)
     flow_run_id = current_flow_run_id()
     with db() as s:
         entry = repo.log_start(

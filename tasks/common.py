@@ -83,11 +83,13 @@ def db() -> Iterator[Session]:
         yield s
 
 
-def progress(message: str) -> None:
-    """Report a step to the Prefect run log and to the CLI (logger ``acmeflow.progress``)."""
+def progress(message: str, *, problem: bool = False) -> None:
+    """Report a step to the Prefect run log and to the CLI (logger ``acmeflow.progress``);
+    a ``problem`` is a warning (the CLI marks it instead of ticking it)."""
+    level = logging.WARNING if problem else logging.INFO
     with suppress(MissingContextError):
-        get_run_logger().info(message)
-    progress_log.info(message)
+        get_run_logger().log(level, message)
+    progress_log.log(level, message)
 
 
 def current_flow_run_id() -> str | None:

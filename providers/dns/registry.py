@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 
 from acmeflow.core.dnsprovider import DNSProvider, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.secrets import resolve_ref
 from acmeflow.providers.dns.catalog import catalog
 
 LOGGER = logging.getLogger(__name__)
@@ -162,3 +163,12 @@ def build_provider(
     merged_settings.update({k: v for k, v in secrets.items() if k in setting_names})
     # all of ``secrets`` stay secrets too, so that their values are masked in errors
     return ptype.factory(merged_settings, dict(secrets))
+
+
+def check_provider(type_name: str, settings: Mapping[str, str], secrets: Mapping[str, str]) -> None:
+    """Check a provider configuration before it is saved, as it will be used: every secret
+    reference resolves (``env:`` set, ``file:`` readable, ...), and the adapter accepts the
+    values (ports 1-65535, known TSIG algorithms, ...). Raises the catalog error; builds
+    nothing that lasts."""
+    resolved = {key: resolve_ref(value) for key, value in secrets.items()}
+    build_provider(type_name, settings, resolved)

@@ -229,12 +229,6 @@ def _make_key(
 ) -> dns.tsig.Key | None:
     name = (settings.get("tsig_name") or "").strip()
     secret = (secrets.get("tsig_secret") or "").strip()
-    if not name and not secret:
-        return None
-    if not name:
-        raise ConfigError(detail=f"{type_name}: missing field 'tsig_name'")
-    if not secret:
-        raise ConfigError(detail=f"{type_name}: missing field 'tsig_secret'")
     algorithm_text = (settings.get("tsig_algorithm") or "hmac-sha256").strip().lower()
     algorithm = TSIG_ALGORITHMS.get(algorithm_text.rstrip("."))
     if algorithm is None:
@@ -242,6 +236,12 @@ def _make_key(
             detail=f"{type_name}: unsupported tsig_algorithm {algorithm_text!r} "
             f"(use one of {', '.join(TSIG_ALGORITHMS)})"
         )
+    if not name and not secret:
+        return None
+    if not name:
+        raise ConfigError(detail=f"{type_name}: missing field 'tsig_name'")
+    if not secret:
+        raise ConfigError(detail=f"{type_name}: missing field 'tsig_secret'")
     try:
         return dns.tsig.Key(name, secret, algorithm)
     except (binascii.Error, ValueError):
