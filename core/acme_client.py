@@ -255,12 +255,12 @@ class _Network(acme_client.ClientNetwork):
                 if (sent_post and not resend_on_timeout) or transient >= MAX_TRANSIENT_RETRIES:
                     raise
                 transient += 1
-                self._backoff(transient)
-            except (requests.ConnectionError, requests.Timeout):
+                self._backoff(transient, timed_out=True)
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 if transient >= MAX_TRANSIENT_RETRIES:
                     raise
                 transient += 1
-                self._backoff(transient)
+                self._backoff(transient, timed_out=isinstance(exc, requests.Timeout))
             except acme_errors.ClientError as exc:
                 response = exc.args[0] if exc.args else None
                 if isinstance(response, tuple):
@@ -272,9 +272,16 @@ class _Network(acme_client.ClientNetwork):
                     continue
                 raise
 
-    def _backoff(self, attempt: int) -> None:
+    def _backoff(self, attempt: int, *, timed_out: bool = False) -> None:
+        """Wait before retrying a failed request; when that wait does not fit in the time
+        left, fail for good (a CA that did not answer: ``CANotAnswering``)."""
         wait = _retry_after_seconds(self.last_response, _backoff_seconds(attempt))
-        if wait >= self._current().remaining():
+        deadline = self._current()
+        if wait >= deadline.remaining():
+            if timed_out:
+                raise errors.CANotAnswering(
+                    detail=f"no answer within the {deadline.budget:.0f} s allowed"
+                )
             failed = errors.CAUnavailable(detail="the CA kept failing until the deadline")
             failed.retryable = False  # no time is left for a retry
             raise failed

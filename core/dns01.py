@@ -30,6 +30,10 @@ from acmeflow.core import errors
 log = logging.getLogger(__name__)
 
 MAX_CNAME_HOPS = 8
+PRIVATE_ZONE_HINT = (
+    "for a private zone set nameservers= on the DNS provider, or point ACMEFLOW_DNS_RESOLVERS "
+    "at a server that knows the zone"
+)
 
 
 @dataclass(frozen=True)
@@ -175,14 +179,13 @@ class DNSLookup:
             zone = dns.resolver.zone_for_name(name, resolver=self.resolver)
         except dns.resolver.NoRootSOA:
             raise errors.DNSLookupFailed(
-                detail=f"no zone holds {name} as seen by the resolver(s) {self.resolvers_text}: "
-                "for a private zone set nameservers= on the DNS provider or point "
-                "ACMEFLOW_DNS_RESOLVERS at a server that knows the zone"
+                detail=f"no zone holds {name} as seen by the resolver(s) "
+                f"{self.resolvers_text}; {PRIVATE_ZONE_HINT}"
             ) from None
         except dns.exception.DNSException as exc:
             raise errors.DNSLookupFailed(
                 detail=f"cannot find the zone of {name} at the resolver(s) "
-                f"{self.resolvers_text}: {exc}"
+                f"{self.resolvers_text}: {exc}; {PRIVATE_ZONE_HINT}"
             ) from None
         return zone.to_text(omit_final_dot=True).lower()
 
