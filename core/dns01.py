@@ -165,22 +165,14 @@ class DNSLookup:
             detail=f"{what} of {name} failed at the provider's nameservers: {'; '.join(problems)}"
         )
 
-    def zone_of(self, name: str, nameservers: Sequence[str] | None = None) -> str:
-        """The zone (SOA owner) that holds ``name``: asked at ``nameservers`` when given (the
-        zone may be private), else found by the resolvers."""
-        if nameservers:
-            servers = [_host_port(s, self.query_port) for s in nameservers]
-            response = self._ask(servers, name, dns.rdatatype.SOA, "SOA lookup")
-            for section in (response.answer, response.authority):
-                for rrset in section:
-                    if rrset.rdtype == dns.rdatatype.SOA:
-                        return str(rrset.name.to_text(omit_final_dot=True).lower())
+    def zone_of(self, name: str) -> str:
+        """The zone (SOA owner) that holds ``name``, as the resolvers see it."""
         try:
             zone = dns.resolver.zone_for_name(name, resolver=self.resolver)
         except dns.resolver.NoRootSOA:
             raise errors.DNSLookupFailed(
-                detail=f"no zone holds {name} as seen by the resolver(s) "
-                f"{self.resolvers_text}; {PRIVATE_ZONE_HINT}"
+                detail=f"no zone holds {name} as seen by the resolver(s) {self.resolvers_text}; "
+                f"{PRIVATE_ZONE_HINT}"
             ) from None
         except dns.exception.DNSException as exc:
             raise errors.DNSLookupFailed(

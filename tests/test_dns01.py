@@ -28,7 +28,7 @@ class FakeLookup(DNSLookup):
             name = self.cnames[name]
         return name
 
-    def zone_of(self, name: str, nameservers: object = None) -> str:
+    def zone_of(self, name: str) -> str:
         return name.split(".", 1)[1].split(".", 1)[1] if name.count(".") > 2 else name
 
     def authoritative_servers(self, zone: str) -> list[tuple[str, int]]:
