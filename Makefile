@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit venv system-packages bench clean
+.PHONY: demo test lint typecheck imports unit faults venv system-packages bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,9 @@ imports: venv
 
 unit: venv
 	$(BIN)/pytest -q
+
+faults: venv system-packages
+	$(BIN)/pytest -q tests/faults
 
 test: venv system-packages lint typecheck imports unit
 
