@@ -8,9 +8,14 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Literal, cast, get_args
 
-# Prefect's console handler would interleave its own lines with ours; the Prefect API and UI
-# still receive every log line.
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+from .failures import debug_wanted  # imports no Prefect: read before Prefect configures logging
+
+# Prefect's console handler would interleave its own lines (and a failed run's traceback) with
+# ours; the Prefect API and UI still receive every log line. --debug lets its warnings through.
+os.environ.setdefault(
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+    "WARNING" if debug_wanted(sys.argv[1:]) else "CRITICAL",
+)
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -38,7 +43,7 @@ from . import (
     cli_targets,
 )
 from .cli_certs import cert_dict, print_cert
-from .failures import debug_wanted, report_failure
+from .failures import report_failure
 from .output import (
     catalog_errors,
     console,

@@ -19,6 +19,7 @@ import pytest
 from acmeflow.core import errors
 from acmeflow.core.names import check_name_count
 from acmeflow.providers.dns.rfc2136 import RFC2136Provider
+from tests.fakes.dns_servers import SilentDNS
 from tests.fixtures_acmeflow import Home
 from tests.test_catalog_e2e import assert_fails
 from tests.test_issue_e2e import txt_values
@@ -267,3 +268,22 @@ def test_a_failed_cleanup_is_a_warning_with_its_cause(home: Home, monkeypatch) -
     line = next(x for x in result.output.splitlines() if "not cleaned up" in x)
     assert not line.startswith("✓")
     assert txt_values(home.sandbox, "_acme-challenge.dirty.example.com")  # left for sweep
+
+
+@sandboxed
+def test_a_failed_flow_run_prints_no_traceback(home: Home, tmp_path: Path) -> None:
+    """A failure inside the Prefect run (here a nameserver that never answers): the catalog
+    message and detail, not Prefect's traceback of the failed task and flow runs."""
+    with SilentDNS() as silent:
+        servers = f"{home.sandbox.dns_host}:{home.sandbox.dns_port},{silent.address}"
+        home.ok("dns", "edit", "bind-com", "--set", f"nameservers={servers}")
+        result = run_cli(
+            home.path,
+            "issue", "--ca", "sandbox", "--name", "quiet.example.com",
+            ACMEFLOW_PROPAGATION_TIMEOUT="2",
+            PREFECT_HOME=str(tmp_path / "prefect"),
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert f"The nameserver {silent.address} did not answer." in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "ERROR" not in result.stdout + result.stderr
