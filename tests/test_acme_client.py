@@ -434,3 +434,12 @@ def test_each_eab_key_problem_is_reported_as_what_it_is(ca, hmac_key, cause) -> 
     with pytest.raises(errors.SignatureMismatch) as raised:
         session.register("admin@example.com")
     assert cause in str(raised.value.detail)
+
+
+def test_server_errors_until_the_deadline_are_final(ca, session_factory, fake_time) -> None:
+    ca.script("POST", "/order", *[(503, {"Retry-After": "2"}, None)] * 10)
+    session = session_factory()
+    with pytest.raises(errors.CAUnavailable) as raised, session.deadline(3):
+        session.place_order(CSR)
+    assert fake_time.sleeps == [2.0]
+    assert not raised.value.retryable  # no time is left for a Prefect retry either
