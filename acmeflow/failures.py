@@ -14,6 +14,7 @@ from pathlib import Path
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
+from acmeflow.core.files import mkdir_private
 
 from .output import err_console
 
@@ -48,7 +49,7 @@ def _log(trace: str) -> Path | None:
     written (a full disk must not hide the error it is about)."""
     try:
         home = get_settings().home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mkdir_private(home)
         path = home / LOG_NAME
         if path.exists() and path.stat().st_size > MAX_LOG_BYTES:
             path.unlink()
