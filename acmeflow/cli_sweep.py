@@ -41,6 +41,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"[bold]{summary['removed']} stale value(s) removed, {summary['failed']} not removed, "
         f"{summary['unjournaled']} value(s) not written by acmeflow left in place[/]"
     )
+    left = summary["leftovers"]
+    if any(left.values()):
+        console.print(
+            f"{len(left['staged_keys'])} staged private key(s) removed, "
+            f"{len(left['interrupted'])} interrupted history entr(ies) closed, "
+            f"{len(left['leases'])} expired lease(s) released"
+        )
 
 
 @catalog_errors

@@ -3,7 +3,8 @@
 Every value acmeflow presents is journaled before it is written and forgotten after cleanup;
 journal rows older than the grace period are values nobody will clean up any more. The sweep
 removes exactly those values, provider by provider, and reports (never deletes) challenge
-values it sees at mapped domains that acmeflow did not write.
+values it sees at mapped domains that acmeflow did not write. It also removes what else a killed
+run leaves: staged private keys, history entries still ``running`` and expired leases.
 """
 
 from typing import Any
@@ -18,6 +19,7 @@ from acmeflow.tasks.common import end_run, markdown_table, progress, publish_art
 from acmeflow.tasks.sweep import (
     ProviderJob,
     ProviderSweep,
+    clean_leftovers,
     failed_sweep,
     plan_sweep,
     sweep_provider,
@@ -74,6 +76,7 @@ def sweep(
     the run ends Failed (with the same summary) when a value could not be removed.
     """
     plan = plan_sweep(older_than_seconds, inspect_limit)
+    cleaned = clean_leftovers(older_than_seconds)
     results: list[ProviderSweep] = []
     if plan.jobs:
         workers = max(1, min(settings().max_workers, len(plan.jobs)))
@@ -95,6 +98,7 @@ def sweep(
         "removed": sum(len(r.removed) for r in results),
         "failed": sum(len(r.failed) for r in results),
         "unjournaled": sum(len(r.unjournaled) for r in results),
+        "leftovers": cleaned.as_dict(),
         "providers": [
             r.as_dict() for r in results if r.removed or r.failed or r.unjournaled or r.problems
         ],

@@ -21,12 +21,14 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from acmeflow.core import errors
+from acmeflow.core import errors, leftovers
 from acmeflow.core.dnsprovider import DNSProvider
+from acmeflow.core.leftovers import Leftovers
 from acmeflow.core.names import CHALLENGE_LABEL
 from acmeflow.core.state import repo
 from acmeflow.core.state.challenge_journal import JournalEntry, delete_entries, stale_entries
 from acmeflow.core.state.models import ChallengeJournalEntry, utcnow
+from acmeflow.core.stores import stores_from_settings
 from acmeflow.providers.configured import ConfiguredProviders
 from acmeflow.tasks.common import db, progress, settings
 
@@ -103,6 +105,26 @@ def failed_sweep(job: ProviderJob, exc: BaseException) -> ProviderSweep:
         failed=[_entry_row(e, error=why) for e in job.entries],
         problems=[why],
     )
+
+
+@task(name="clean_leftovers", **STEP)  # type: ignore[call-overload]
+def clean_leftovers(older_than_seconds: float) -> Leftovers:
+    """Remove what killed runs left besides TXT values: staged keys, ``running`` history
+    entries (closed as interrupted) and expired leases, older than the grace period."""
+    now = utcnow()
+    with db() as s:
+        found = leftovers.clean_leftovers(
+            s,
+            stores_from_settings(settings()).values(),
+            older_than=dt.timedelta(seconds=older_than_seconds),
+            now=now,
+        )
+    if found.staged_keys or found.interrupted or found.leases:
+        progress(
+            f"sweep: {len(found.staged_keys)} staged key(s) removed, {len(found.interrupted)} "
+            f"interrupted history entr(ies) closed, {len(found.leases)} expired lease(s) released"
+        )
+    return found
 
 
 @task(name="plan_sweep", **STEP)  # type: ignore[call-overload]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 
 import pytest
 import typer
@@ -222,3 +223,59 @@ def test_a_disabled_provider_keeps_its_rows(home: Home) -> None:
     home.ok("dns", "edit", "bind-com", "--active")
     assert sweep()["removed"] == 1
     assert txt_values(home.sandbox, "_acme-challenge.off.example.com") == []
+
+
+@pytest.mark.prefect
+def test_sweep_removes_staged_keys_closes_interrupted_history_and_releases_expired_leases(
+    home: Home,
+) -> None:
+    """What a killed run leaves besides TXT values: a staged key, a `running` history row and
+    its lease. Young ones (a run still going) are left alone."""
+    from acmeflow.core.state import leases, repo
+    from acmeflow.core.state.models import LogEntry
+    from acmeflow.core.stores import stores_from_settings
+
+    store = stores_from_settings()["certificate"]
+    old_key = store.write_staging_key("killed-run", b"-----BEGIN PRIVATE KEY-----\n")
+    young_key = store.write_staging_key("running-run", b"-----BEGIN PRIVATE KEY-----\n")
+    three_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    os.utime(old_key, (three_hours_ago.timestamp(), three_hours_ago.timestamp()))
+    with database() as s:
+        killed = repo.log_start(
+            s,
+            kind="renew",
+            names=["k.example.com"],
+            ca_name="sandbox",
+            store="certificate",
+            flow_run_id="run-killed",
+        )
+        killed.started_at = three_hours_ago
+        young = repo.log_start(
+            s, kind="renew", names=["y.example.com"], ca_name="sandbox", store="certificate"
+        )
+        leases.acquire(
+            s,
+            "certificate:9",
+            what="Renewal",
+            owner="dead-worker",
+            ttl=dt.timedelta(minutes=1),
+            now=three_hours_ago,
+        )
+        killed_id, young_id = killed.id, young.id
+
+    summary = sweep()
+    assert summary["leftovers"] == {
+        "staged_keys": ["killed-run"],
+        "interrupted": [killed_id],
+        "leases": ["certificate:9"],
+    }
+    assert not old_key.exists() and young_key.exists()
+    with database() as s:
+        closed, running = s.get(LogEntry, killed_id), s.get(LogEntry, young_id)
+        assert closed is not None and running is not None
+        assert closed.status == "failed"
+        assert closed.message == "interrupted: run run-killed ended without closing this entry"
+        assert running.status == "running"
+        assert leases.held(s, ["certificate:9"]) == []
+    code, out = run_sweep_cli()
+    assert code == 0 and "staged private key" not in out  # nothing left the second time

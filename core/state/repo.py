@@ -943,6 +943,29 @@ def log_finish(
     return entry
 
 
+def close_interrupted(s: Session, *, started_before: datetime) -> list[LogEntry]:
+    """Close as failed every ``running`` history entry opened before ``started_before``: its
+    run was killed (no run takes that long), so nobody else will ever close it."""
+    rows = list(
+        s.scalars(
+            select(LogEntry).where(
+                LogEntry.status == "running", LogEntry.started_at < started_before
+            )
+        )
+    )
+    for entry in rows:
+        run = f"run {entry.flow_run_id}" if entry.flow_run_id else "its process"
+        log_finish(
+            s,
+            entry,
+            status="failed",
+            message=f"interrupted: {run} ended without closing this entry",
+            detail=f"still running at {started_before:%Y-%m-%d %H:%M:%S} UTC; closed by sweep",
+            root_cause="Interrupted",
+        )
+    return rows
+
+
 def get_log_entry(s: Session, entry_id: int) -> LogEntry:
     """The history entry ``entry_id``; unknown raises NotFound."""
     entry = s.get(LogEntry, entry_id)
