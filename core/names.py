@@ -98,6 +98,43 @@ def _check_label(name: str, label: str) -> None:
             raise _invalid(name, f'label "{label}" is not a valid IDNA A-label ({exc})') from None
 
 
+def canonical_name(name: str) -> str:
+    """A DNS name as acmeflow compares and stores it: no surrounding spaces, no trailing dot,
+    lower-case (no validation: see :func:`normalize_name` and :func:`normalize_domain`)."""
+    return name.strip().rstrip(".").lower()
+
+
+def is_hostname(name: str, *, need_dot: bool, underscores: bool = False) -> bool:
+    """Whether ``name`` (ASCII, canonical) is a syntactically valid DNS name: the label rules of
+    :func:`normalize_name`; ``underscores`` allows ``_`` (service labels such as
+    ``_acme-challenge``); ``need_dot`` wants two labels or more and a top label not all
+    digits."""
+    labels = name.split(".")
+    if not name or len(name) > MAX_NAME_LENGTH or (need_dot and len(labels) < 2):
+        return False
+    try:
+        for label in labels:
+            _check_label(name, label.replace("_", "u") if underscores else label)
+    except InvalidDomainName:
+        return False
+    return not (need_dot and labels[-1].isdigit())
+
+
+def normalize_domain(domain: str) -> str:
+    """A mapped domain in canonical form: lower-case, IDNA, no ``*.``, no trailing dot; an
+    invalid one raises :class:`InvalidDomainName`."""
+    d = canonical_name(domain)
+    if d.startswith("*."):
+        d = d[2:]
+    try:
+        d = d if d.isascii() else d.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidDomainName(detail=f"{domain!r} is not a valid domain name") from None
+    if not is_hostname(d, need_dot=False, underscores=True):
+        raise InvalidDomainName(detail=f"{domain!r} is not a valid domain name")
+    return d
+
+
 def normalize_name(name: str) -> str:
     """Normalize and validate one DNS name (wildcards allowed) for an ACME order.
 
@@ -109,7 +146,7 @@ def normalize_name(name: str) -> str:
         raise InvalidDomainName(detail=f"Cannot issue for {name!r}: a domain name must be text")
     original = name
     name = name.strip().lower()
-    if name.endswith("."):
+    if name.endswith("."):  # one root dot; "example.com.." keeps an empty label
         name = name[:-1]
     if not name:
         raise InvalidDomainName(detail=f"Cannot issue for {original!r}: the domain name is empty")

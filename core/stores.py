@@ -49,6 +49,7 @@ from typing import Any, Literal
 from acmeflow.config.settings import Settings, get_settings
 from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
 from acmeflow.core.files import atomic_write, fsync_dir, mkdir_private, write_new
+from acmeflow.core.names import canonical_name
 
 StoreKind = Literal["certificate", "zero-touch"]
 STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")
@@ -74,7 +75,7 @@ _SLUG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
 
 def canonical_names(names: Iterable[str]) -> list[str]:
     """The name set in canonical form: lower-case, no trailing dot, unique, sorted."""
-    return sorted({n.strip().rstrip(".").lower() for n in names if n and n.strip()})
+    return sorted({canonical_name(n) for n in names if n and n.strip()})
 
 
 def names_digest(names: Iterable[str]) -> str:
@@ -187,7 +188,7 @@ class CertificateStore:
         as given, so pass the common name first (renewals reuse the recorded folder)."""
         if not names or not any(n.strip() for n in names):
             raise ConfigError(detail="a certificate needs at least one name")
-        first = next(n for n in names if n.strip()).strip().rstrip(".").lower()
+        first = canonical_name(next(n for n in names if n.strip()))
         slug = _SLUG_UNSAFE.sub("_", first.replace("*", "_wildcard_")).strip(".") or "cert"
         return self.root / f"{slug[:80]}-{names_digest(names)[:8]}"
 

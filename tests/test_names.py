@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from acmeflow.core import names
 from acmeflow.core.errors import CertificateInvalidDomain, DomainNeedsDot, InvalidDomainName
 from acmeflow.core.names import (
     certificate_names_problem,
@@ -168,3 +169,30 @@ def test_certificate_names_problem() -> None:
     problem = certificate_names_problem(["bad_name.example.com"])
     assert problem is not None and "bad_name.example.com" in problem
     assert certificate_names_problem([]) is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Example.COM.", "example.com"),
+        ("*.example.com", "example.com"),
+        ("_acme-challenge.example.com", "_acme-challenge.example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("com", "com"),
+    ],
+)
+def test_mapped_domains_share_the_label_rules(raw: str, expected: str) -> None:
+    assert names.normalize_domain(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["-bad.example.com", "a..example.com", "ex ample.com", ""])
+def test_invalid_mapped_domains_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidDomainName):
+        names.normalize_domain(raw)
+
+
+def test_one_canonical_form() -> None:
+    assert names.canonical_name("  WWW.Example.com. ") == "www.example.com"
+    assert names.is_hostname("mail.example.com", need_dot=True)
+    assert not names.is_hostname("localhost", need_dot=True)
+    assert not names.is_hostname("example.123", need_dot=True)

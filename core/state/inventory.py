@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.vendors import UnknownVendor, get_preset, issuer_matches
 from acmeflow.core.certinfo import CertificateInfo
 from acmeflow.core.errors import ConfigError, NotFound
+from acmeflow.core.names import canonical_name
 from acmeflow.core.renewal import fallback_due_at
 from acmeflow.core.scan import (
     OTHER_CA,
@@ -266,7 +267,7 @@ class InventoryReport:
 
 def certificate_columns(info: CertificateInfo) -> dict[str, Any]:
     """Columns of a certificate row from a parsed certificate (names as the validator does)."""
-    ordered = [n for n in dict.fromkeys(n.strip().rstrip(".").lower() for n in info.names) if n]
+    ordered = [n for n in dict.fromkeys(canonical_name(n) for n in info.names) if n]
     return {
         "common_name": info.common_name,
         "names": ordered,

@@ -32,6 +32,7 @@ from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.names import canonical_name
 from acmeflow.core.stores import STORE_KINDS, names_digest
 
 NAMING_CONVENTION = {
@@ -263,7 +264,7 @@ class Certificate(_Timestamps, Base):
 
     @validates("names")
     def _v_names(self, _key: str, value: list[str]) -> list[str]:
-        names = [n.strip().rstrip(".").lower() for n in value if n and n.strip()]
+        names = [canonical_name(n) for n in value if n and n.strip()]
         self.names_key = names_digest(names)
         return names
 

@@ -23,11 +23,11 @@ from acmeflow.core.errors import (
     ConfigError,
     DNSProviderUnavailable,
     InvalidContact,
-    InvalidDomainName,
     MissingDNSProvider,
     NoActiveDNSProvider,
     NotFound,
 )
+from acmeflow.core.names import canonical_name, is_hostname, normalize_domain
 from acmeflow.core.secrets import BlockResolver, SecretBox, default_box, seal_all, unseal_all
 from acmeflow.core.state.models import (
     CERT_SOURCES,
@@ -48,7 +48,6 @@ from acmeflow.core.stores import STORE_KINDS, names_digest
 # --- validation helpers --------------------------------------------------------------------
 
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TLD = re.compile(r"^([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
 
@@ -71,7 +70,8 @@ def validate_email(address: str) -> str:
         and 0 < len(local) <= 64
         and len(addr) <= 254
         and _EMAIL_LOCAL.match(local) is not None
-        and _is_hostname(domain.lower(), need_dot=True)
+        and is_hostname(domain.lower(), need_dot=True)
+        and _TLD.match(domain.lower().rsplit(".", 1)[-1]) is not None
     )
     if not ok:
         raise InvalidContact(detail=f"{address!r} is not an email address (local@domain.tld)")
@@ -85,30 +85,6 @@ def validate_contacts(value: str | Sequence[str] | None) -> str:
     if not emails:
         raise InvalidContact(detail="a contact email address is required")
     return ", ".join(emails)
-
-
-def _is_hostname(name: str, *, need_dot: bool) -> bool:
-    labels = name.split(".")
-    if len(name) > 253 or (need_dot and len(labels) < 2):
-        return False
-    if not all(_LABEL.match(lab) for lab in labels):
-        return False
-    return not need_dot or _TLD.match(labels[-1]) is not None
-
-
-def normalize_domain(domain: str) -> str:
-    """A mapped domain in canonical form: lower-case, IDNA, no ``*.``, no trailing dot."""
-    raw = domain
-    d = domain.strip().lower().rstrip(".")
-    if d.startswith("*."):
-        d = d[2:]
-    try:
-        d = d.encode("idna").decode("ascii") if not d.isascii() else d
-    except UnicodeError:
-        raise InvalidDomainName(detail=f"{raw!r} is not a valid domain name") from None
-    if not d or not _is_hostname(d, need_dot=False):
-        raise InvalidDomainName(detail=f"{raw!r} is not a valid domain name")
-    return d
 
 
 def _validate_url(url: str, what: str) -> str:
@@ -635,7 +611,7 @@ def list_domain_mappings(s: Session) -> dict[str, str]:
 
 def name_suffixes(name: str) -> list[str]:
     """``*.a.example.com`` -> [a.example.com, example.com, com] (label boundaries only)."""
-    base = name.strip().lower().rstrip(".")
+    base = canonical_name(name)
     if base.startswith("*."):
         base = base[2:]
     labels = base.split(".")

@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from acmeflow.core.dnsprovider import ProviderField
 from acmeflow.core.errors import TXTRecordError, mask_secrets
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.settings import split_host_port
 
 #: Every provider accepts this optional setting (split horizon, private zones).
@@ -20,14 +21,9 @@ TTL_FIELD = ProviderField("ttl", required=False, help="TTL of the TXT records (d
 DEFAULT_TTL = 60
 
 
-def normalize_name(name: str) -> str:
-    """Absolute name in our form: lower-case, no trailing dot, no surrounding spaces."""
-    return name.strip().rstrip(".").lower()
-
-
 def relative_name(fqdn: str, zone: str) -> str:
     """``fqdn`` relative to ``zone`` (``"@"`` for the apex); both in normalised form."""
-    fqdn, zone = normalize_name(fqdn), normalize_name(zone)
+    fqdn, zone = canonical_name(fqdn), canonical_name(zone)
     if fqdn == zone:
         return "@"
     if not fqdn.endswith("." + zone):
@@ -37,10 +33,10 @@ def relative_name(fqdn: str, zone: str) -> str:
 
 def longest_zone_match(fqdn: str, zones: Iterable[str]) -> str | None:
     """The zone of ``zones`` that is the longest suffix of ``fqdn`` (names compared normalised)."""
-    fqdn = normalize_name(fqdn)
+    fqdn = canonical_name(fqdn)
     best: str | None = None
     for zone in zones:
-        z = normalize_name(zone)
+        z = canonical_name(zone)
         if (fqdn == z or fqdn.endswith("." + z)) and (best is None or len(z) > len(best)):
             best = z
     return best

@@ -23,10 +23,10 @@ import dns.rdatatype
 import requests
 
 from acmeflow.core.dnsprovider import ProviderField, ProviderType
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     NAMESERVERS_FIELD,
     ProviderBase,
-    normalize_name,
     unquote_txt,
 )
 from acmeflow.providers.settings import require, setting_float, split_host_port
@@ -58,7 +58,7 @@ class AcmeDNSProvider(ProviderBase):
         self._username = require(settings, "username", TYPE)
         self._password = require(secrets, "password", TYPE)
         self._subdomain = require(settings, "subdomain", TYPE)
-        self._fulldomain = normalize_name(settings.get("fulldomain") or "") or None
+        self._fulldomain = canonical_name(settings.get("fulldomain") or "") or None
         self._timeout = setting_float(settings, "timeout", 10.0, TYPE)
         dns_server = (settings.get("dns_server") or "").strip()
         host = dns_server or (urlsplit(self._server).hostname or "")
@@ -77,14 +77,14 @@ class AcmeDNSProvider(ProviderBase):
             self._fail(f"POST {self._server}/update: {type(exc).__name__}: {exc}")
         if response.status_code != 200:
             body = " ".join(response.text.split())[:300]
-            self._fail(f"adding TXT {normalize_name(fqdn)}: HTTP {response.status_code}: {body}")
+            self._fail(f"adding TXT {canonical_name(fqdn)}: HTTP {response.status_code}: {body}")
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """No-op: acme-dns has no delete; it keeps only the two latest values."""
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The values acme-dns serves for the registration's ``fulldomain``."""
-        name = self._fulldomain or normalize_name(fqdn)
+        name = self._fulldomain or canonical_name(fqdn)
         query = dns.message.make_query(name, dns.rdatatype.TXT)
         try:
             response = dns.query.udp(

@@ -22,13 +22,13 @@ from azure.mgmt.dns.models import RecordSet, TxtRecord
 
 from acmeflow.core.dnsprovider import ProviderField, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,
     ProviderBase,
     longest_zone_match,
-    normalize_name,
     relative_name,
 )
 from acmeflow.providers.settings import require, setting_bool, setting_float
@@ -72,7 +72,7 @@ class AzureDNSProvider(ProviderBase):
         self._subscription_id = require(settings, "subscription_id", TYPE)
         self._resource_group = require(settings, "resource_group", TYPE)
         zone = (settings.get("zone") or "").strip()
-        self._zone: str | None = normalize_name(zone) if zone else None
+        self._zone: str | None = canonical_name(zone) if zone else None
         self._ttl = int(setting_float(settings, "ttl", DEFAULT_TTL, TYPE))
         self._base_url = (settings.get("base_url") or "").strip() or None
         self._auth = "injected" if credential is not None else ""
@@ -123,7 +123,7 @@ class AzureDNSProvider(ProviderBase):
 
     def present(self, fqdn: str, value: str) -> None:
         """Add ``value`` to the TXT record set of ``fqdn`` (conditional on its ETag)."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone = self._zone_for(fqdn)
         name = relative_name(fqdn, zone)
         for _ in range(_ATTEMPTS):
@@ -142,7 +142,7 @@ class AzureDNSProvider(ProviderBase):
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Remove only ``value``; delete the record set (If-Match) when it was the last."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone = self._zone_for(fqdn)
         name = relative_name(fqdn, zone)
         for _ in range(_ATTEMPTS):
@@ -165,7 +165,7 @@ class AzureDNSProvider(ProviderBase):
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The values of the TXT record set Azure DNS holds for ``fqdn``."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone = self._zone_for(fqdn)
         return _values(self._get(zone, relative_name(fqdn, zone)))
 
@@ -179,7 +179,7 @@ class AzureDNSProvider(ProviderBase):
         if self._zones is None:
             try:
                 self._zones = [
-                    normalize_name(str(z.name))
+                    canonical_name(str(z.name))
                     for z in self._client.zones.list_by_resource_group(self._resource_group)
                 ]
             except AzureError as exc:

@@ -21,13 +21,13 @@ from google.cloud.dns.resource_record_set import ResourceRecordSet
 
 from acmeflow.core.dnsprovider import ProviderField, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,
     ProviderBase,
     longest_zone_match,
-    normalize_name,
     quote_txt,
     unquote_txt,
 )
@@ -110,7 +110,7 @@ class GoogleCloudDNSProvider(ProviderBase):
 
     def present(self, fqdn: str, value: str) -> None:
         """Add ``value`` to the TXT set of ``fqdn`` and wait for the change to be done."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone = self._zone_for(fqdn)
         for _ in range(_ATTEMPTS):
             current = self._read(zone, fqdn)
@@ -127,7 +127,7 @@ class GoogleCloudDNSProvider(ProviderBase):
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Remove only ``value`` (the whole set when it was the last value)."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone = self._zone_for(fqdn)
         for _ in range(_ATTEMPTS):
             current = self._read(zone, fqdn)
@@ -143,7 +143,7 @@ class GoogleCloudDNSProvider(ProviderBase):
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The values of the TXT set Cloud DNS holds for ``fqdn``."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         current = self._read(self._zone_for(fqdn), fqdn)
         return [unquote_txt(r) for r in current.rrdatas] if current else []
 
@@ -158,14 +158,14 @@ class GoogleCloudDNSProvider(ProviderBase):
                 except (gexc.GoogleAPICallError, google.auth.exceptions.GoogleAuthError) as exc:
                     self._fail(f"managed zone {self._zone_name}: {_error_text(exc)}")
                 self._zone_obj = zone
-            dns_name = normalize_name(str(self._zone_obj.dns_name))
+            dns_name = canonical_name(str(self._zone_obj.dns_name))
             if fqdn != dns_name and not fqdn.endswith("." + dns_name):
                 self._fail(f"{fqdn} is not inside managed zone {self._zone_name} ({dns_name})")
             return self._zone_obj
         if self._zones is None:
             try:
                 self._zones = {
-                    normalize_name(str(z.dns_name)): z for z in self._client.list_zones()
+                    canonical_name(str(z.dns_name)): z for z in self._client.list_zones()
                 }
             except (gexc.GoogleAPICallError, google.auth.exceptions.GoogleAuthError) as exc:
                 self._fail(f"listing managed zones of {self._project}: {_error_text(exc)}")
@@ -185,7 +185,7 @@ class GoogleCloudDNSProvider(ProviderBase):
         )
         try:
             for rrset in iterator:
-                if normalize_name(rrset.name) == fqdn and rrset.record_type == "TXT":
+                if canonical_name(rrset.name) == fqdn and rrset.record_type == "TXT":
                     return rrset  # type: ignore[no-any-return]
         except (gexc.GoogleAPICallError, google.auth.exceptions.GoogleAuthError) as exc:
             self._fail(f"reading TXT {fqdn}: {_error_text(exc)}")

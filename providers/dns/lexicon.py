@@ -25,9 +25,9 @@ import tldextract
 
 from acmeflow.core.dnsprovider import ProviderField
 from acmeflow.core.errors import ConfigError, TXTRecordError
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     ProviderBase,
-    normalize_name,
     unquote_txt,
 )
 from acmeflow.providers.settings import setting_float
@@ -53,7 +53,7 @@ def _extractor() -> tldextract.TLDExtract:
 def guess_zone(fqdn: str) -> str:
     """The registrable domain of ``fqdn`` by the bundled public suffix list."""
     with _extractor_lock:
-        parts = _extractor()(normalize_name(fqdn))
+        parts = _extractor()(canonical_name(fqdn))
     if not parts.domain or not parts.suffix:
         raise ValueError(f"cannot determine the zone of {fqdn}")
     return f"{parts.domain}.{parts.suffix}"
@@ -132,7 +132,7 @@ class LexiconProvider(ProviderBase):
         super().__init__(settings, secrets)
         self._module = module
         zone = (settings.get("zone") or "").strip()
-        self._zone: str | None = normalize_name(zone) if zone else None
+        self._zone: str | None = canonical_name(zone) if zone else None
         self._ttl = int(setting_float(settings, "ttl", default_ttl, type_name))
         options: dict[str, str] = dict(defaults or {})
         for mapping in (settings, secrets):
@@ -151,7 +151,7 @@ class LexiconProvider(ProviderBase):
 
     def present(self, fqdn: str, value: str) -> None:
         """Create the TXT record ``value`` at ``fqdn`` unless it already exists."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         with self._session(fqdn, f"adding TXT {fqdn}") as provider:
             if any(r["value"] == value for r in self._list(provider, fqdn)):
                 return
@@ -160,7 +160,7 @@ class LexiconProvider(ProviderBase):
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Delete only the TXT records of ``fqdn`` whose content is ``value``."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         with self._session(fqdn, f"deleting TXT {fqdn}") as provider:
             for record in self._list(provider, fqdn):
                 if record["value"] != value:
@@ -171,7 +171,7 @@ class LexiconProvider(ProviderBase):
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The TXT values the provider lists for ``fqdn``."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         with self._session(fqdn, f"reading TXT {fqdn}") as provider:
             return [r["value"] for r in self._list(provider, fqdn)]
 
@@ -225,7 +225,7 @@ class LexiconProvider(ProviderBase):
         records = provider.list_records("TXT", fqdn) or []
         result = []
         for record in records:
-            name = normalize_name(str(record.get("name", fqdn)))
+            name = canonical_name(str(record.get("name", fqdn)))
             if name not in (fqdn, ""):
                 continue
             content = str(record.get("content", ""))

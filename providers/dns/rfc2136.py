@@ -24,12 +24,12 @@ import dns.update
 
 from acmeflow.core.dnsprovider import ProviderField, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,
     ProviderBase,
-    normalize_name,
     quote_txt,
     unquote_txt,
 )
@@ -78,7 +78,7 @@ class RFC2136Provider(ProviderBase):
         self._timeout = setting_float(settings, "timeout", 10.0, type_name)
         self._ttl = int(setting_float(settings, "ttl", DEFAULT_TTL, type_name))
         zone = (settings.get("zone") or "").strip()
-        self._zone: str | None = normalize_name(zone) if zone else None
+        self._zone: str | None = canonical_name(zone) if zone else None
         self._key = _make_key(settings, secrets, type_name)
         self._found_zones: dict[str, str] = {}  # fqdn -> zone found by SOA (bounded below)
 
@@ -86,14 +86,14 @@ class RFC2136Provider(ProviderBase):
 
     def present(self, fqdn: str, value: str) -> None:
         """Add ``value`` to the TXT RRset of ``fqdn`` (a no-op if it is already there)."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         update = self._update(self._zone_for(fqdn))
         update.add(dns.name.from_text(fqdn), self._ttl, dns.rdatatype.TXT, quote_txt(value))
         self._send(update, f"adding TXT {fqdn}")
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Delete only the ``value`` rdata of ``fqdn`` (deleting an absent rdata is a no-op)."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         update = self._update(self._zone_for(fqdn))
         update.delete(dns.name.from_text(fqdn), dns.rdatatype.TXT, quote_txt(value))
         self._send(update, f"deleting TXT {fqdn}")
@@ -116,7 +116,7 @@ class RFC2136Provider(ProviderBase):
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The TXT values ``server`` answers for ``fqdn`` (its own data, no recursion)."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         response = self._query(fqdn, dns.rdatatype.TXT)
         rcode = response.rcode()
         if rcode == dns.rcode.NXDOMAIN:
@@ -139,7 +139,7 @@ class RFC2136Provider(ProviderBase):
 
     def find_zone(self, fqdn: str) -> str:
         """The configured zone, else the zone whose SOA the server reports for ``fqdn``."""
-        return self._zone_for(normalize_name(fqdn))
+        return self._zone_for(canonical_name(fqdn))
 
     # -- internals --------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class RFC2136Provider(ProviderBase):
     def _by_zone(self, items: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
         groups: dict[str, list[tuple[str, str]]] = {}
         for fqdn, value in items:
-            name = normalize_name(fqdn)
+            name = canonical_name(fqdn)
             groups.setdefault(self._zone_for(name), []).append((name, value))
         return groups
 
@@ -195,7 +195,7 @@ class RFC2136Provider(ProviderBase):
             for section in (response.answer, response.authority):
                 for rrset in section:
                     if rrset.rdtype == dns.rdatatype.SOA:
-                        zone = normalize_name(rrset.name.to_text())
+                        zone = canonical_name(rrset.name.to_text())
                         if len(self._found_zones) >= MAX_REMEMBERED_ZONES:
                             self._found_zones.clear()
                         self._found_zones[fqdn] = zone  # present and cleanup ask the same

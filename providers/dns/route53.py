@@ -21,13 +21,13 @@ from botocore.config import Config
 
 from acmeflow.core.dnsprovider import ProviderField, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.core.names import canonical_name
 from acmeflow.providers.dns._base import (
     DEFAULT_TTL,
     NAMESERVERS_FIELD,
     TTL_FIELD,
     ProviderBase,
     longest_zone_match,
-    normalize_name,
     quote_txt,
     unquote_txt,
 )
@@ -64,7 +64,7 @@ def _record_lock(zone_id: str, name: str) -> threading.Lock:
 
 def _decode_name(name: str) -> str:
     """Route 53 returns special characters as ``\\ddd`` octal escapes (``\\052`` is ``*``)."""
-    return normalize_name(re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), name))
+    return canonical_name(re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), name))
 
 
 class Route53Provider(ProviderBase):
@@ -100,7 +100,7 @@ class Route53Provider(ProviderBase):
 
     def present(self, fqdn: str, value: str) -> None:
         """Add ``value`` to the TXT set of ``fqdn`` and wait until Route 53 reports INSYNC."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone_id = self._zone_id(fqdn)
         with _record_lock(zone_id, fqdn):
 
@@ -117,7 +117,7 @@ class Route53Provider(ProviderBase):
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Remove only ``value``: UPSERT the rest, or DELETE the set when it was the last."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone_id = self._zone_id(fqdn)
         with _record_lock(zone_id, fqdn):
 
@@ -136,7 +136,7 @@ class Route53Provider(ProviderBase):
 
     def txt_values(self, fqdn: str) -> list[str]:
         """The values of the TXT set Route 53 holds for ``fqdn``."""
-        fqdn = normalize_name(fqdn)
+        fqdn = canonical_name(fqdn)
         zone_id = self._zone_id(fqdn)
         return self._retrying(lambda: self._read(zone_id, fqdn)[1], f"reading TXT {fqdn}")
 
