@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
 from acmeflow.core.scan import OTHER_CA
-from acmeflow.core.state import inventory, repo
+from acmeflow.core.state import inventory, provider_index, repo
 from acmeflow.core.state.models import Certificate
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
@@ -246,7 +246,7 @@ def _warnings(s: Session, certs: Sequence[Certificate]) -> list[str]:
     warnings = []
     for cert in certs:
         try:
-            repo.providers_for_names(s, cert.names)
+            provider_index.providers_for_names(s, cert.names)
         except errors.AcmeflowError as exc:
             detail = f" ({exc.detail})" if exc.detail else ""
             warnings.append(f"certificate {cert.id}: {exc.message}{detail}")

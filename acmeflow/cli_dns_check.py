@@ -22,7 +22,7 @@ from acmeflow.core import errors, issuance
 from acmeflow.core.dns01 import ChallengeRecord, DNSLookup, await_propagation
 from acmeflow.core.dnsprovider import DNSProvider
 from acmeflow.core.names import challenge_base, challenge_record_name
-from acmeflow.core.state import repo
+from acmeflow.core.state import provider_index, repo
 from acmeflow.core.state.challenge_journal import ChallengeJournal
 from acmeflow.core.state.db import open_database
 
@@ -101,14 +101,14 @@ def mapping_warnings(
     """
     warnings: list[str] = []
     try:
-        repo.provider_for_name(s, domain)
+        provider_index.provider_for_name(s, domain)
     except errors.AcmeflowError as exc:
         warnings.append(
             f"{domain}: {exc.message} ({exc.detail}): certificates for it are neither issued "
             f"nor renewed until it is mapped (acmeflow dns map {provider_name} DOMAIN)"
         )
     try:
-        mapped: str | None = repo.provider_for_name(s, target).name
+        mapped: str | None = provider_index.provider_for_name(s, target).name
     except errors.AcmeflowError as exc:
         mapped = None
         warnings.append(

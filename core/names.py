@@ -104,6 +104,15 @@ def canonical_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
+def name_suffixes(name: str) -> list[str]:
+    """``*.a.example.com`` -> [a.example.com, example.com, com] (label boundaries only)."""
+    base = canonical_name(name)
+    if base.startswith("*."):
+        base = base[2:]
+    labels = base.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels)) if labels[i]]
+
+
 def is_hostname(name: str, *, need_dot: bool, underscores: bool = False) -> bool:
     """Whether ``name`` (ASCII, canonical) is a syntactically valid DNS name: the label rules of
     :func:`normalize_name`; ``underscores`` allows ``_`` (service labels such as

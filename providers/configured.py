@@ -8,7 +8,7 @@ import threading
 from sqlalchemy.orm import Session
 
 from acmeflow.core.dnsprovider import DNSProvider
-from acmeflow.core.state import repo
+from acmeflow.core.state import provider_index, repo
 from acmeflow.core.state.models import DNSProviderConfig
 from acmeflow.providers.dns.registry import build_provider
 
@@ -49,7 +49,7 @@ class ConfiguredProviders:
 
     def name_for(self, fqdn: str) -> str:
         """The configured provider name for ``fqdn`` (catalog errors when unmapped)."""
-        config = repo.provider_for_name(self._session, fqdn)
+        config = provider_index.provider_for_name(self._session, fqdn)
         if config.name not in self._built:
             self._built[config.name] = dns_provider_from_config(config)
         return config.name

@@ -18,9 +18,9 @@ from acmeflow.core.certinfo import CertificateInfo, parse_certificate
 from acmeflow.core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
 from acmeflow.core.keys import load_private_key as load_key
 from acmeflow.core.names import check_name_count, normalize_names
-from acmeflow.core.state import inventory, renewals, repo
+from acmeflow.core.state import inventory, provider_index, repo
 from acmeflow.core.state.models import CAVendor
-from acmeflow.core.state.renewals import ProviderIndex
+from acmeflow.core.state.provider_index import ProviderIndex
 from acmeflow.core.stores import STORE_KINDS, stores_from_settings
 from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
@@ -56,7 +56,7 @@ def check_names_ca_and_dns(s: Session, *, ca: str, names: list[str], store: str)
     check_name_count(
         normalized, ca=vendor.name, vendor=vendor.vendor, default_limit=settings().max_names
     )
-    index = renewals.provider_index(s)
+    index = provider_index.provider_index(s)
     return NamesCaAndDns(normalized, vendor, index.providers_for(normalized), index)
 
 

@@ -42,7 +42,7 @@ from acmeflow.core.keys import (
     build_csr,
     generate_private_key,
 )
-from acmeflow.core.state import renewals, repo
+from acmeflow.core.state import provider_index, renewals, repo
 from acmeflow.core.state.models import CAVendor
 from acmeflow.core.stores import (
     CERT_FILE,
@@ -259,7 +259,7 @@ def plan_renewals(*, ca: str | None, certificate_ids: list[int] | None, now: str
         ari_cas = {ca_id for ca_id, ep in endpoints.items() if renewal.ca_offers_ari(ep)}
         if not forced:
             cands = renewals.due_candidates(s, now=at, cas=list(cas.values()), ari_ca_ids=ari_cas)
-        index = renewals.provider_index(s)
+        index = provider_index.provider_index(s)
         ca_rows: dict[int, CAVendor] = dict(cas)
 
     # ARI: ask where the stored answer is stale (Retry-After passed) or missing
@@ -396,7 +396,7 @@ class _Started:
     log_id: int
     names: list[str]
     acme: AcmeSession
-    index: renewals.ProviderIndex
+    index: provider_index.ProviderIndex
     providers: dict[str, DNSProvider]
 
     def provider_for(self, fqdn: str) -> str:

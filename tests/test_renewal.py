@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from acmeflow.core import errors, renewal
 from acmeflow.core.acme_client import CAEndpoint
 from acmeflow.core.renewal import AriWindow, is_due
-from acmeflow.core.state import renewals, repo
+from acmeflow.core.state import provider_index, renewals, repo
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
 from tests.fakes.ari_front import AriFront
@@ -254,7 +254,7 @@ def test_record_failure_backs_off_and_success_clears(s: Session) -> None:
 
 
 def test_provider_index_resolves_names_like_the_repo(s: Session) -> None:
-    empty = renewals.provider_index(s)
+    empty = provider_index.provider_index(s)
     with pytest.raises(errors.NoActiveDNSProvider) as none:
         empty.providers_for(["a.example.com"])
     assert none.value.message == "Renewal skipped as no active DNS providers are configured."
@@ -262,7 +262,7 @@ def test_provider_index_resolves_names_like_the_repo(s: Session) -> None:
     repo.add_dns_provider(s, name="sub", type="rfc2136", settings={"server": "127.0.0.1"})
     repo.map_domains(s, "com", ["example.com"])
     repo.map_domains(s, "sub", ["deep.example.com"])
-    index = renewals.provider_index(s)
+    index = provider_index.provider_index(s)
     assert index.providers_for(["*.example.com", "x.deep.example.com"]) == {
         "*.example.com": "com",
         "x.deep.example.com": "sub",
@@ -273,4 +273,4 @@ def test_provider_index_resolves_names_like_the_repo(s: Session) -> None:
     assert "b.example.org" in (missing.value.detail or "")
     repo.update_dns_provider(s, "sub", active=False)
     with pytest.raises(errors.DNSProviderUnavailable):
-        renewals.provider_index(s).providers_for(["x.deep.example.com"])
+        provider_index.provider_index(s).providers_for(["x.deep.example.com"])

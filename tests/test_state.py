@@ -26,7 +26,7 @@ from acmeflow.core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from acmeflow.core.state import repo
+from acmeflow.core.state import provider_index, repo
 from acmeflow.core.state.db import (
     MIGRATIONS_DIR,
     dispose_engines,
@@ -500,19 +500,19 @@ def test_longest_suffix_wildcard_and_label_boundaries(s: Session) -> None:
     repo.add_dns_provider(s, name="Sub", type="azure", settings={}, secrets={})
     repo.map_domains(s, "Apex", ["example.com"])
     repo.map_domains(s, "Sub", ["a.example.com"])
-    assert repo.provider_for_name(s, "example.com").name == "Apex"
-    assert repo.provider_for_name(s, "x.y.example.com").name == "Apex"
-    assert repo.provider_for_name(s, "a.example.com").name == "Sub"
-    assert repo.provider_for_name(s, "deep.a.example.com").name == "Sub"
-    assert repo.provider_for_name(s, "*.a.example.com").name == "Sub"
-    assert repo.provider_for_name(s, "*.example.com").name == "Apex"
-    assert repo.provider_for_name(s, "WWW.Example.Com.").name == "Apex"
-    assert repo.provider_for_name(s, "ba.example.com").name == "Apex"
+    assert provider_index.provider_for_name(s, "example.com").name == "Apex"
+    assert provider_index.provider_for_name(s, "x.y.example.com").name == "Apex"
+    assert provider_index.provider_for_name(s, "a.example.com").name == "Sub"
+    assert provider_index.provider_for_name(s, "deep.a.example.com").name == "Sub"
+    assert provider_index.provider_for_name(s, "*.a.example.com").name == "Sub"
+    assert provider_index.provider_for_name(s, "*.example.com").name == "Apex"
+    assert provider_index.provider_for_name(s, "WWW.Example.Com.").name == "Apex"
+    assert provider_index.provider_for_name(s, "ba.example.com").name == "Apex"
     with pytest.raises(MissingDNSProvider) as err:
-        repo.provider_for_name(s, "badexample.com")
+        provider_index.provider_for_name(s, "badexample.com")
     assert err.value.message == "Certificate is missing a DNS provider name."
     assert err.value.detail == "no DNS provider is mapped for badexample.com"
-    both = repo.providers_for_names(s, ["*.a.example.com", "example.com"])
+    both = provider_index.providers_for_names(s, ["*.a.example.com", "example.com"])
     assert {n: p.name for n, p in both.items()} == {"*.a.example.com": "Sub", "example.com": "Apex"}
 
 
@@ -520,7 +520,9 @@ def test_unmapped_name_among_several(s: Session) -> None:
     repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
     repo.map_domains(s, "A", ["example.com"])
     with pytest.raises(MissingDNSProvider) as err:
-        repo.providers_for_names(s, ["www.example.com", "shop.example.net", "x.example.org"])
+        provider_index.providers_for_names(
+            s, ["www.example.com", "shop.example.net", "x.example.org"]
+        )
     assert str(err.value).startswith("Certificate is missing a DNS provider name.")
     assert "shop.example.net" in str(err.value.detail)
     assert "x.example.org" in str(err.value.detail)
@@ -532,20 +534,20 @@ def test_mapped_provider_disabled(s: Session) -> None:
     repo.map_domains(s, "TestDNS", ["example.com"])
     repo.set_dns_provider_active(s, "TestDNS", False)
     with pytest.raises(DNSProviderUnavailable) as err:
-        repo.provider_for_name(s, "www.example.com")
+        provider_index.provider_for_name(s, "www.example.com")
     assert err.value.message == "DNS Provider - TestDNS does not exist or is not active."
     with pytest.raises(DNSProviderUnavailable):
-        repo.providers_for_names(s, ["www.example.com"])
+        provider_index.providers_for_names(s, ["www.example.com"])
 
 
 def test_no_active_provider(s: Session) -> None:
     with pytest.raises(NoActiveDNSProvider) as err:
-        repo.providers_for_names(s, ["www.example.com"])
+        provider_index.providers_for_names(s, ["www.example.com"])
     assert err.value.message == "Renewal skipped as no active DNS providers are configured."
     repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={}, active=False)
     repo.map_domains(s, "A", ["example.com"])
     with pytest.raises(NoActiveDNSProvider):
-        repo.providers_for_names(s, ["www.example.com"])
+        provider_index.providers_for_names(s, ["www.example.com"])
 
 
 # --- certificates -------------------------------------------------------------------------------

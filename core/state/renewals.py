@@ -13,20 +13,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from acmeflow.core import renewal
 from acmeflow.core.errors import (
     CAConfigMissing,
     ConfigError,
-    DNSProviderUnavailable,
-    MissingDNSProvider,
-    NoActiveDNSProvider,
     NotFound,
 )
 from acmeflow.core.state import leases, repo
-from acmeflow.core.state.models import CAVendor, Certificate, DNSProviderConfig, DomainMapping
+from acmeflow.core.state.models import CAVendor, Certificate
 
 
 @dataclass(frozen=True)
@@ -233,56 +230,6 @@ def candidates_by_id(
             vendor = override
         result.append(_candidate(cert, vendor))
     return result
-
-
-# --- DNS providers of names --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProviderIndex:
-    """Every domain mapping in memory: resolves many certificates' names with one query."""
-
-    mappings: dict[str, tuple[str, bool]]  # domain -> (provider name, active)
-    active_count: int
-
-    def providers_for(self, names: Iterable[str]) -> dict[str, str]:
-        """Provider name per name, with the same rules and errors as
-        :func:`core.state.repo.providers_for_names` (longest mapped suffix wins)."""
-        if not self.active_count:
-            raise NoActiveDNSProvider(detail="enable or add a DNS provider and map its domains")
-        found: dict[str, str] = {}
-        missing: list[str] = []
-        for name in dict.fromkeys(names):
-            hit = next(
-                (self.mappings[sfx] for sfx in repo.name_suffixes(name) if sfx in self.mappings),
-                None,
-            )
-            if hit is None:
-                missing.append(name)
-                continue
-            provider, active = hit
-            if not active:
-                raise DNSProviderUnavailable(
-                    provider, detail=f"{name} is mapped to disabled DNS provider {provider!r}"
-                )
-            found[name] = provider
-        if missing:
-            raise MissingDNSProvider(detail=f"no DNS provider is mapped for {', '.join(missing)}")
-        return found
-
-
-def provider_index(s: Session) -> ProviderIndex:
-    """Load every domain mapping and the number of active providers."""
-    rows = s.execute(
-        select(DomainMapping.domain, DNSProviderConfig.name, DNSProviderConfig.active).join(
-            DNSProviderConfig, DomainMapping.provider_id == DNSProviderConfig.id
-        )
-    )
-    mappings = {domain: (name, bool(active)) for domain, name, active in rows}
-    active = s.scalar(
-        select(func.count()).select_from(DNSProviderConfig).where(DNSProviderConfig.active)
-    )
-    return ProviderIndex(mappings=mappings, active_count=int(active or 0))
 
 
 # --- what an attempt changes -------------------------------------------------------------------

@@ -23,11 +23,9 @@ from acmeflow.core.errors import (
     ConfigError,
     DNSProviderUnavailable,
     InvalidContact,
-    MissingDNSProvider,
-    NoActiveDNSProvider,
     NotFound,
 )
-from acmeflow.core.names import canonical_name, is_hostname, normalize_domain
+from acmeflow.core.names import is_hostname, normalize_domain
 from acmeflow.core.secrets import BlockResolver, SecretBox, default_box, seal_all, unseal_all
 from acmeflow.core.state.models import (
     CERT_SOURCES,
@@ -607,78 +605,6 @@ def list_domain_mappings(s: Session) -> dict[str, str]:
         .order_by(DomainMapping.domain)
     )
     return {domain: provider for domain, provider in rows}
-
-
-def name_suffixes(name: str) -> list[str]:
-    """``*.a.example.com`` -> [a.example.com, example.com, com] (label boundaries only)."""
-    base = canonical_name(name)
-    if base.startswith("*."):
-        base = base[2:]
-    labels = base.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels)) if labels[i]]
-
-
-def _resolve_names(
-    s: Session, names: Sequence[str]
-) -> tuple[dict[str, DNSProviderConfig], list[str]]:
-    wanted = {n: name_suffixes(n) for n in names}
-    all_suffixes = {sfx for sfxs in wanted.values() for sfx in sfxs}
-    mappings: dict[str, DomainMapping] = {}
-    chunk = sorted(all_suffixes)
-    for i in range(0, len(chunk), 500):
-        for m in s.scalars(
-            select(DomainMapping).where(DomainMapping.domain.in_(chunk[i : i + 500]))
-        ):
-            mappings[m.domain] = m
-    found: dict[str, DNSProviderConfig] = {}
-    missing: list[str] = []
-    for name, sfxs in wanted.items():
-        hit = next((mappings[sfx] for sfx in sfxs if sfx in mappings), None)  # longest first
-        if hit is None:
-            missing.append(name)
-        else:
-            found[name] = hit.provider
-    return found, missing
-
-
-def provider_for_name(s: Session, name: str) -> DNSProviderConfig:
-    """The provider of a certificate name: the mapping with the longest matching suffix.
-
-    No mapping raises MissingDNSProvider; a mapped but disabled provider raises
-    DNSProviderUnavailable.
-    """
-    found, missing = _resolve_names(s, [name])
-    if missing:
-        raise MissingDNSProvider(detail=f"no DNS provider is mapped for {name}")
-    provider = found[name]
-    if not provider.active:
-        raise DNSProviderUnavailable(
-            provider.name, detail=f"{name} is mapped to disabled DNS provider {provider.name!r}"
-        )
-    return provider
-
-
-def providers_for_names(s: Session, names: Iterable[str]) -> dict[str, DNSProviderConfig]:
-    """The provider of every name (see :func:`provider_for_name`), checked all at once.
-
-    No active provider at all raises NoActiveDNSProvider; unmapped names raise one
-    MissingDNSProvider listing them all.
-    """
-    names = list(dict.fromkeys(names))
-    active = s.scalar(
-        select(func.count()).select_from(DNSProviderConfig).where(DNSProviderConfig.active)
-    )
-    if not active:
-        raise NoActiveDNSProvider(detail="enable or add a DNS provider and map its domains")
-    found, missing = _resolve_names(s, names)
-    if missing:
-        raise MissingDNSProvider(detail=f"no DNS provider is mapped for {', '.join(missing)}")
-    for name, provider in found.items():
-        if not provider.active:
-            raise DNSProviderUnavailable(
-                provider.name, detail=f"{name} is mapped to disabled DNS provider {provider.name!r}"
-            )
-    return found
 
 
 # --- certificates ------------------------------------------------------------------------------
