@@ -18,10 +18,10 @@ any (all or nothing). Functions flush but never commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -50,6 +50,7 @@ from acmeflow.core.stores import names_digest
 __all__ = [
     "P12_PASSWORDS_SETTING",
     "InventoryReport",
+    "ScanChanges",
     "StoreSummary",
     "ca_issuers",
     "ca_labels",
@@ -60,6 +61,7 @@ __all__ = [
     "inventory_report",
     "issued_by",
     "known_files",
+    "match_scan",
     "migrate",
     "reclassify",
     "record_scan",
@@ -71,7 +73,8 @@ __all__ = [
 ]
 
 P12_PASSWORDS_SETTING = "scan.p12_passwords"
-_CHUNK = 500
+_CHUNK = 1000  # rows per bulk statement, ids per IN list
+T = TypeVar("T")
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -178,8 +181,8 @@ def reclassify(s: Session, *, cas: Sequence[CAIssuers] | None = None) -> int:
             memo[key] = classify(cn, org, cas, prefer=under)
         if memo[key] != current:
             changes.append({"id": cert_id, "issued_by_ca_id": memo[key]})
-    for i in range(0, len(changes), 5000):
-        s.execute(update(Certificate), changes[i : i + 5000])
+    for chunk in _chunks(changes):
+        s.execute(update(Certificate), chunk)
     return len(changes)
 
 
@@ -296,6 +299,175 @@ _ROW_COLUMNS = (
 )
 
 
+@dataclass
+class ScanChanges:
+    """What a scan changes in the certificate rows, decided by :func:`match_scan`."""
+
+    summaries: dict[str, StoreSummary] = field(default_factory=dict)
+    problems: list[ScanProblem] = field(default_factory=list)
+    aliases: list[dict[str, str]] = field(default_factory=list)
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # new rows
+    updates: list[dict[str, Any]] = field(default_factory=list)  # changed rows, by id
+    touched: list[int] = field(default_factory=list)  # unchanged files: seen again
+    returned: list[int] = field(default_factory=list)  # unchanged files whose row was gone
+    gone: list[int] = field(default_factory=list)  # rows whose file disappeared
+
+
+def _summary(scan: StoreScan) -> StoreSummary:
+    return StoreSummary(
+        store=scan.store,
+        root=scan.root,
+        exists=scan.exists,
+        files=scan.files,
+        read=len(scan.certificates),
+        unchanged=len(scan.unchanged),
+        problems=len(scan.problems),
+        aliases=len(scan.aliases),
+        ca_files=len(scan.ca_files),
+        seconds=round(scan.seconds, 3),
+    )
+
+
+def _match_store(
+    scan: StoreScan,
+    rows: Sequence[Mapping[str, Any]],
+    changes: ScanChanges,
+    *,
+    now: datetime,
+    cas: Sequence[CAIssuers],
+    renew_days: Mapping[int, int],
+) -> None:
+    """Match one store's scan to its known rows (by folder or path, then by fingerprint for a
+    moved file) and add the resulting changes."""
+    summary = changes.summaries[scan.store] = _summary(scan)
+    changes.problems.extend(scan.problems)
+    changes.aliases.extend(
+        {"store": a.store, "path": a.path, "same_as": a.same_as} for a in scan.aliases
+    )
+    by_folder = {r["folder"]: r for r in rows}
+    by_path = {r["path"]: r for r in rows if r["path"]}
+    by_fp: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r["fingerprint_sha256"]:
+            by_fp.setdefault(r["fingerprint_sha256"], []).append(r)
+    seen_paths = scan.seen_paths
+    folders_seen = {x.file.folder for x in scan.certificates} | {f.folder for f in scan.unchanged}
+    claimed: set[int] = set()
+
+    for found in scan.unchanged:
+        row = by_path.get(found.path) or by_folder.get(found.folder)
+        if row is None:
+            continue
+        claimed.add(row["id"])
+        if row["status"] != "active":
+            changes.returned.append(row["id"])
+            summary.returned += 1
+        else:
+            changes.touched.append(row["id"])
+    for problem in scan.problems:  # unreadable now, but still there: not gone
+        row = by_path.get(problem.path) or by_folder.get(problem.path)
+        if row is not None:
+            claimed.add(row["id"])
+
+    for scanned in scan.certificates:
+        found, info = scanned.file, scanned.info
+        row = by_folder.get(found.folder)
+        if row is not None and row["id"] in claimed:
+            row = None
+        if row is None:  # moved or renamed: same certificate, its old file is gone
+            row = next(
+                (
+                    r
+                    for r in by_fp.get(info.fingerprint_sha256, ())
+                    if r["id"] not in claimed
+                    and (r["path"] or r["folder"]) not in seen_paths
+                    and r["folder"] not in folders_seen
+                ),
+                None,
+            )
+        fields = certificate_columns(info)
+        fields.update(
+            names_key=names_digest(fields["names"]),  # bulk writes skip the ORM validator
+            path=found.path,
+            file_size=found.size,
+            file_mtime_ns=found.mtime_ns,
+            last_seen_at=now,
+            status="active",
+            gone_at=None,
+        )
+        if row is None:
+            fields.update(
+                store=scan.store,
+                folder=found.folder,
+                source="scan",
+                enrollment="manual",
+                csr_fields={},
+                created_at=now,
+                updated_at=now,
+                issued_by_ca_id=classify(info.issuer_common_name, info.issuer_organization, cas),
+            )
+            changes.inserts.append(fields)
+            summary.new += 1
+            continue
+        claimed.add(row["id"])
+        if row["status"] != "active":
+            summary.returned += 1
+        fields.update(id=row["id"], folder=found.folder, updated_at=now)
+        if row["fingerprint_sha256"] != info.fingerprint_sha256:
+            # replaced by hand (renewed offline): a new certificate in the same place
+            fields.update(
+                failure_count=0,
+                next_attempt_at=None,
+                last_error=None,
+                ari_window_start=None,
+                ari_window_end=None,
+                ari_checked_at=None,
+            )
+            ca_id = row["ca_vendor_id"]
+            if ca_id is not None and ca_id in renew_days:
+                fields["renewal_due_at"] = fallback_due_at(info.not_after, renew_days[ca_id])
+            summary.updated += 1
+        changes.updates.append(fields)
+
+    if scan.exists:  # a missing store folder (unmounted volume) is not a deletion
+        for r in rows:
+            if r["id"] not in claimed and r["status"] == "active":
+                changes.gone.append(r["id"])
+                summary.gone += 1
+
+
+def match_scan(
+    scans: Sequence[StoreScan],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    now: datetime,
+    cas: Sequence[CAIssuers],
+    renew_days: Mapping[int, int],
+) -> ScanChanges:
+    """Decide, without touching the database, what the scans change: ``rows`` are the known
+    rows (columns ``_ROW_COLUMNS``) per store, ``renew_days`` the CA vendors' windows."""
+    changes = ScanChanges()
+    for scan in scans:
+        _match_store(
+            scan, rows.get(scan.store, ()), changes, now=now, cas=cas, renew_days=renew_days
+        )
+    return changes
+
+
+def _write_changes(s: Session, changes: ScanChanges, now: datetime) -> None:
+    """Apply :class:`ScanChanges` in bulk (Core executemany and chunked UPDATEs)."""
+    s.flush()
+    connection = s.connection()
+    for chunk in _chunks(changes.inserts):  # Core executemany: no ORM work per row
+        connection.execute(insert(Certificate), chunk)
+    _bulk_update(s, changes.updates)
+    _set_where_id(s, changes.touched, last_seen_at=now)
+    _set_where_id(
+        s, changes.returned, last_seen_at=now, status="active", gone_at=None, updated_at=now
+    )
+    _set_where_id(s, changes.gone, status="gone", gone_at=now, updated_at=now)
+
+
 def record_scan(
     s: Session,
     scans: Sequence[StoreScan],
@@ -316,158 +488,40 @@ def record_scan(
     cas = ca_issuers(s)
     renew_days = dict(s.execute(select(CAVendor.id, CAVendor.renew_days)).tuples().all())
     c = Certificate.__table__.c
-    summaries: dict[str, StoreSummary] = {}
-    problems: list[ScanProblem] = []
-    aliases: list[dict[str, str]] = []
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    touched: list[int] = []  # unchanged files: seen again
-    returned: list[int] = []  # unchanged files whose row was gone
-    gone: list[int] = []
-
-    for scan in scans:
-        summary = summaries[scan.store] = StoreSummary(
-            store=scan.store,
-            root=scan.root,
-            exists=scan.exists,
-            files=scan.files,
-            read=len(scan.certificates),
-            unchanged=len(scan.unchanged),
-            problems=len(scan.problems),
-            aliases=len(scan.aliases),
-            ca_files=len(scan.ca_files),
-            seconds=round(scan.seconds, 3),
-        )
-        problems.extend(scan.problems)
-        aliases.extend(
-            {"store": a.store, "path": a.path, "same_as": a.same_as} for a in scan.aliases
-        )
-        rows = [
+    rows = {
+        scan.store: [
             dict(zip(_ROW_COLUMNS, r, strict=True))
             for r in s.execute(select(*(c[k] for k in _ROW_COLUMNS)).where(c.store == scan.store))
         ]
-        by_folder = {r["folder"]: r for r in rows}
-        by_path = {r["path"]: r for r in rows if r["path"]}
-        by_fp: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            if r["fingerprint_sha256"]:
-                by_fp.setdefault(r["fingerprint_sha256"], []).append(r)
-        seen_paths = scan.seen_paths
-        folders_seen = {x.file.folder for x in scan.certificates} | {
-            f.folder for f in scan.unchanged
-        }
-        claimed: set[int] = set()
-
-        for found in scan.unchanged:
-            row = by_path.get(found.path) or by_folder.get(found.folder)
-            if row is None:
-                continue
-            claimed.add(row["id"])
-            if row["status"] != "active":
-                returned.append(row["id"])
-                summary.returned += 1
-            else:
-                touched.append(row["id"])
-        for problem in scan.problems:  # unreadable now, but still there: not gone
-            row = by_path.get(problem.path) or by_folder.get(problem.path)
-            if row is not None:
-                claimed.add(row["id"])
-
-        for scanned in scan.certificates:
-            found, info = scanned.file, scanned.info
-            row = by_folder.get(found.folder)
-            if row is not None and row["id"] in claimed:
-                row = None
-            if row is None:  # moved or renamed: same certificate, its old file is gone
-                row = next(
-                    (
-                        r
-                        for r in by_fp.get(info.fingerprint_sha256, ())
-                        if r["id"] not in claimed
-                        and (r["path"] or r["folder"]) not in seen_paths
-                        and r["folder"] not in folders_seen
-                    ),
-                    None,
-                )
-            fields = certificate_columns(info)
-            fields.update(
-                names_key=names_digest(fields["names"]),  # bulk writes skip the ORM validator
-                path=found.path,
-                file_size=found.size,
-                file_mtime_ns=found.mtime_ns,
-                last_seen_at=now,
-                status="active",
-                gone_at=None,
-            )
-            if row is None:
-                fields.update(
-                    store=scan.store,
-                    folder=found.folder,
-                    source="scan",
-                    enrollment="manual",
-                    csr_fields={},
-                    created_at=now,
-                    updated_at=now,
-                    issued_by_ca_id=classify(
-                        info.issuer_common_name, info.issuer_organization, cas
-                    ),
-                )
-                inserts.append(fields)
-                summary.new += 1
-                continue
-            claimed.add(row["id"])
-            if row["status"] != "active":
-                summary.returned += 1
-            fields.update(id=row["id"], folder=found.folder, updated_at=now)
-            if row["fingerprint_sha256"] != info.fingerprint_sha256:
-                # replaced by hand (renewed offline): a new certificate in the same place
-                fields.update(
-                    failure_count=0,
-                    next_attempt_at=None,
-                    last_error=None,
-                    ari_window_start=None,
-                    ari_window_end=None,
-                    ari_checked_at=None,
-                )
-                ca_id = row["ca_vendor_id"]
-                if ca_id is not None and ca_id in renew_days:
-                    fields["renewal_due_at"] = fallback_due_at(info.not_after, renew_days[ca_id])
-                summary.updated += 1
-            updates.append(fields)
-
-        if scan.exists:
-            for r in rows:
-                if r["id"] not in claimed and r["status"] == "active":
-                    gone.append(r["id"])
-                    summary.gone += 1
-
-    s.flush()
-    connection = s.connection()
-    for i in range(0, len(inserts), 5000):  # Core executemany: no ORM work per row
-        connection.execute(insert(Certificate), inserts[i : i + 5000])
-    _bulk_update(s, updates)
-    _set_where_id(s, touched, last_seen_at=now)
-    _set_where_id(s, returned, last_seen_at=now, status="active", gone_at=None, updated_at=now)
-    _set_where_id(s, gone, status="gone", gone_at=now, updated_at=now)
+        for scan in scans
+    }
+    changes = match_scan(scans, rows, now=now, cas=cas, renew_days=renew_days)
+    _write_changes(s, changes, now)
     reclassified = reclassify(s, cas=cas)
     s.flush()
     if with_report:
         report = inventory_report(s, expiring_limit=expiring_limit, now=now, cas=cas)
     else:
         report = InventoryReport(scanned_at=now, counts={}, total=0)
-    report.stores = summaries
-    report.problems = problems
-    report.aliases = aliases
+    report.stores = changes.summaries
+    report.problems = changes.problems
+    report.aliases = changes.aliases
     report.reclassified = reclassified
     return report
 
 
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices of :data:`_CHUNK` (bounded statements and parameter lists)."""
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
 def _set_where_id(s: Session, ids: Sequence[int], **values: Any) -> None:
     """One UPDATE per chunk of ids, setting the same values on each row."""
-    for i in range(0, len(ids), _CHUNK):
+    for chunk in _chunks(ids):
         s.execute(
             update(Certificate)
-            .where(Certificate.id.in_(ids[i : i + _CHUNK]))
+            .where(Certificate.id.in_(chunk))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -479,8 +533,8 @@ def _bulk_update(s: Session, updates: list[dict[str, Any]]) -> None:
     for change in updates:
         groups.setdefault(tuple(sorted(change)), []).append(change)
     for batch in groups.values():
-        for i in range(0, len(batch), 5000):
-            s.execute(update(Certificate), batch[i : i + 5000])
+        for chunk in _chunks(batch):
+            s.execute(update(Certificate), chunk)
 
 
 def inventory_report(
