@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import importlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 OWNER_TAG = "acmeflow"
 RENEW_PREFIX = "renew-"
 PAGE_SIZE = 200
+TRIGGER_POLL_SECONDS = (
+    2.0  # the runner's query interval: Prefect's default of 10 s delays triggered runs
+)
 BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")  # Prefect rejects them in deployment names
 SERVER_HINT = (
     "start a server with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
@@ -835,6 +839,14 @@ async def resync_runner(
     return report
 
 
+def runner_poll_seconds() -> float | None:
+    """Seconds between the runner's queries for due runs: ``PREFECT_RUNNER_POLL_FREQUENCY`` when
+    set (``None`` lets Prefect read it), else 2 s so triggered runs start within about 2 s."""
+    if "PREFECT_RUNNER_POLL_FREQUENCY" in os.environ:
+        return None
+    return TRIGGER_POLL_SECONDS
+
+
 async def serve(
     *,
     resync_every: float = 300.0,
@@ -854,7 +866,12 @@ async def serve(
     from prefect.runner import Runner
 
     if runner is None:
-        runner = Runner(name="acmeflow", pause_on_shutdown=True, limit=limit)
+        runner = Runner(
+            name="acmeflow",
+            pause_on_shutdown=True,
+            limit=limit,
+            query_seconds=runner_poll_seconds(),
+        )
     state = ServeState()
     report = await resync_runner(runner, state, loader=loader)
     if on_report is not None:

@@ -468,3 +468,10 @@ def test_prefect_yaml_declares_the_same_deployments(prefect_harness: None) -> No
         item = items[name]
         assert item.action == "unchanged", (name, item.changes)
         assert item.existing is not None and item.existing.work_pool_name == "acmeflow"
+
+
+def test_serve_polls_every_two_seconds_unless_prefect_setting_given(monkeypatch):
+    monkeypatch.delenv("PREFECT_RUNNER_POLL_FREQUENCY", raising=False)
+    assert schedules.runner_poll_seconds() == 2.0
+    monkeypatch.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "5")
+    assert schedules.runner_poll_seconds() is None
