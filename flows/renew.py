@@ -14,16 +14,10 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
-from acmeflow.tasks.renew import (
-    RenewalJob,
-    RenewalOutcome,
-    failed_outcome,
-    parse_now,
-    plan_renewals,
-    renew_certificate,
-)
+from acmeflow.tasks.renew import failed_outcome, plan_renewals, renew_certificate
 
 PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.orm import Session
 
 from acmeflow.core import errors
 from acmeflow.core.acme_client import IssuedCertificate
-from acmeflow.core.certinfo import CertificateInfo, parse_certificate
 from acmeflow.core.keys import CSRFields, build_csr, generate_private_key, key_type_of, load_csr
 from acmeflow.core.keys import load_private_key as load_key
-from acmeflow.core.names import check_name_count, normalize_names
-from acmeflow.core.state import inventory, provider_index, repo
-from acmeflow.core.state.models import CAVendor
-from acmeflow.core.state.provider_index import ProviderIndex
-from acmeflow.core.stores import STORE_KINDS, stores_from_settings
+from acmeflow.core.names import normalize_names
+from acmeflow.core.orders import IssuedSet, check_names_ca_and_dns, log_failure, save_issued
+from acmeflow.core.state import repo
+from acmeflow.core.stores import stores_from_settings
 from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -34,30 +28,6 @@ class CheckedRequest:
     names: list[str]
     log_id: int
     providers: dict[str, str]  # certificate name -> DNS provider name
-
-
-@dataclass(frozen=True)
-class NamesCaAndDns:
-    """What :func:`check_names_ca_and_dns` found."""
-
-    names: list[str]  # normalised
-    ca: CAVendor
-    providers: dict[str, str]  # certificate name -> DNS provider name
-    index: ProviderIndex  # every domain mapping, for names met later (CNAME targets)
-
-
-def check_names_ca_and_dns(s: Session, *, ca: str, names: list[str], store: str) -> NamesCaAndDns:
-    """The checks every order passes first, in this order: names, store, CA vendor, a DNS
-    provider for every name. Raises the catalog error of the first that fails."""
-    normalized = normalize_names(names)
-    if store not in STORE_KINDS:
-        raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
-    vendor = repo.get_ca(s, ca)
-    check_name_count(
-        normalized, ca=vendor.name, vendor=vendor.vendor, default_limit=settings().max_names
-    )
-    index = provider_index.provider_index(s)
-    return NamesCaAndDns(normalized, vendor, index.providers_for(normalized), index)
 
 
 @task(name="check_request", **STEP)  # type: ignore[call-overload]
@@ -144,32 +114,6 @@ def prepare_key_and_csr(
     return build_csr(key_pem, fields)
 
 
-@dataclass(frozen=True)
-class IssuedSet:
-    """A certificate the CA issued, with what its store and records need."""
-
-    ca: str
-    store: str
-    names: list[str]
-    issued: IssuedCertificate
-    key_pem: bytes | None  # None: keep the key stored in the folder (reuse_key)
-    log_id: int
-    enrollment: str
-    csr_fields: dict[str, Any] | None
-    reuse_key: bool = False
-    certificate_id: int | None = None  # a renewal updates this certificate
-    folder: Path | None = None  # where to store it; default: a new folder or the renewed one's
-
-
-@dataclass(frozen=True)
-class SavedCertificate:
-    """Where an issued certificate went."""
-
-    certificate_id: int
-    folder: Path
-    info: CertificateInfo
-
-
 @task(name="store_certificate", **STEP)  # type: ignore[call-overload]
 def store_certificate(
     *,
@@ -211,87 +155,6 @@ def store_certificate(
         target.discard_staging_key(request_id)
     progress(f"stored in the {store} store: {saved.folder} (certificate {saved.certificate_id})")
     return saved.certificate_id
-
-
-def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
-    """Write ``new`` into its store, then record it (row, CA issuer names, history) in ``s``.
-
-    The files are in place before any row changes (so no database write lock is held while
-    they are fsynced); a renewal keeps the previous version.
-    """
-    target = stores_from_settings(settings())[new.store]
-    info = parse_certificate_pem(new.issued.cert_pem)
-    vendor = repo.get_ca(s, new.ca)
-    existing = repo.get_certificate(s, new.certificate_id) if new.certificate_id else None
-    folder = new.folder or (
-        target.folder_for(new.names) if existing is None else Path(existing.folder)
-    )
-    stored = target.write(
-        folder,
-        cert_pem=new.issued.cert_pem.encode(),
-        chain_pem=new.issued.chain_pem.encode(),
-        fullchain_pem=new.issued.fullchain_pem.encode(),
-        key_pem=new.key_pem,
-        metadata={
-            "names": new.names,
-            "ca": new.ca,
-            "serial": info.serial,
-            "not_after": info.not_after.isoformat(),
-            "issued_at": dt.datetime.now(dt.UTC).isoformat(),
-        },
-    )
-    # the scan recognises this CA's certificates by the issuer it learns here
-    learned = info.issuer_common_name or info.issuer_organization
-    repo.add_issuer_names(s, vendor, [learned] if learned else [])
-    fields = {
-        "store": new.store,
-        "folder": str(stored.folder),
-        **inventory.certificate_columns(info),
-        "ca_vendor_id": vendor.id,
-        "issued_by_ca_id": vendor.id,
-        "status": "active",
-        "failure_count": 0,
-        "last_error": None,
-        "next_attempt_at": None,
-    }
-    if existing is None:
-        cert = repo.add_certificate(
-            s,
-            **fields,
-            enrollment=new.enrollment,
-            csr_fields=new.csr_fields or {},
-            reuse_key=new.reuse_key,
-            source="acmeflow",
-        )
-    else:
-        cert = repo.update_certificate(s, existing, **fields)
-    repo.log_finish(
-        s,
-        repo.get_log_entry(s, new.log_id),
-        status="success",
-        message=f"certificate issued, serial {info.serial}",
-        serial=info.serial,
-        certificate_id=cert.id,
-    )
-    return SavedCertificate(certificate_id=cert.id, folder=stored.folder, info=info)
-
-
-def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
-    """Parse the leaf certificate PEM the CA returned."""
-    return parse_certificate(x509.load_pem_x509_certificate(cert_pem.encode()))
-
-
-def log_failure(s: Session, log_id: int, exc: BaseException) -> None:
-    """Close history entry ``log_id`` as failed with the catalog message and detail of ``exc``."""
-    message, detail, root_cause = errors.describe_failure(exc)
-    repo.log_finish(
-        s,
-        repo.get_log_entry(s, log_id),
-        status="failed",
-        message=message,
-        detail=detail,
-        root_cause=root_cause,
-    )
 
 
 def _fail(log_id: int, exc: BaseException) -> None:
