@@ -84,6 +84,7 @@ def renew(
         else:
             renewals.renewal_cas(s, ca)
     from acmeflow.flows.renew import renew as renew_flow
+    from acmeflow.flows.renew import renew_as_of
     from acmeflow.tasks.common import run_summary
 
     if not as_json:
@@ -102,7 +103,11 @@ def renew(
         counted=True,
         problem_mark="[red]✗[/]",
     ):
-        state = renew_flow(ca=ca, certificate_ids=ids or None, now=at, return_state=True)
+        state = (
+            renew_flow(ca=ca, certificate_ids=ids or None, return_state=True)
+            if at is None
+            else renew_as_of(now=at, ca=ca, certificate_ids=ids or None, return_state=True)
+        )
     summary = run_summary(state)
     if as_json:
         print_json(summary)

@@ -171,14 +171,14 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
 def child_renew(at: str) -> None:
     """In the measured process: run the ``renew`` flow once, print timings and memory as JSON."""
     started = time.perf_counter()
-    from acmeflow.flows.renew import renew
+    from acmeflow.flows.renew import renew_as_of
     from acmeflow.tasks.common import run_summary
 
     imported = time.perf_counter() - started
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     machine_before = machine_busy_seconds()
-    summary = run_summary(renew(now=at, return_state=True))
+    summary = run_summary(renew_as_of(now=at, return_state=True))
     elapsed = time.perf_counter() - started
     machine = machine_busy_seconds() - machine_before
     usage = resource.getrusage(resource.RUSAGE_SELF)

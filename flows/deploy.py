@@ -111,7 +111,12 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
 def deploy(certificate_id: int, target: str | None = None) -> dict[str, Any] | State[Any]:
     """Deploy certificate ``certificate_id`` to every target bound to it (or only to the bound
     ``target``), in parallel. Ends Failed when any target failed; the summary (counts and one
-    row per target) is the result either way."""
+    row per target) is the result either way.
+
+    Args:
+        certificate_id: The certificate to deploy (`acmeflow certs list`).
+        target: Only this bound deploy target (empty: every target bound to it).
+    """
     plan = plan_deployments(certificate_ids=[certificate_id], target=target)
     return _finish(run_deployments(plan), f"certificate {certificate_id}")
 

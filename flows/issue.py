@@ -45,6 +45,20 @@ def issue(
     ``targets`` names configured deploy targets to bind the new certificate to; a zero-touch
     certificate is then deployed to its targets at once (a failed deployment is recorded in the
     history but does not fail the issuance). Returns the certificate id.
+
+    Args:
+        ca: The configured CA vendor to order from (`acmeflow ca list`).
+        names: The certificate's DNS names, wildcards included (e.g. example.com, *.example.com);
+            each must be under a domain mapped to an active DNS provider.
+        key_type: The type of the new private key (ignored with an uploaded key or CSR).
+        store: Where the certificate goes: the certificate store (deployed by hand) or the
+            zero-touch store (deployed to its targets automatically).
+        auto_renew: Renew it automatically when its renewal window opens.
+        csr_fields: Subject fields of the CSR: common_name, organization, unit, locality,
+            state, country, email.
+        csr_pem: Internal: an uploaded CSR, checked against the key staged under request_id.
+        request_id: Internal: the id under which the CLI staged an uploaded key.
+        targets: Configured deploy targets to bind the new certificate to.
     """
     checked = check_request(kind="issue", ca=ca, names=names, store=store)
     key_staged = request_id is not None

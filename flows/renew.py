@@ -1,5 +1,6 @@
 """Flow ``renew``: renew every enrolled certificate whose renewal is due, in parallel (F6)."""
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -38,17 +39,34 @@ def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> d
 def renew(
     ca: str | None = None,
     certificate_ids: list[int] | None = None,
-    now: str | None = None,
 ) -> dict[str, Any] | State[Any]:
-    """Renew the certificates that are due (all active CA vendors, or only ``ca``), or exactly
-    ``certificate_ids`` on demand (manual ones included).
+    """Renew the certificates that are due, or given certificates now.
 
-    ``now`` (ISO 8601) replaces the clock, for tests and what-if runs. Renewals run in parallel
-    on a thread pool of ``max_workers`` within the per-CA and per-DNS-provider limits; one
-    failure never stops the others. Returns counts and one row per certificate acted on; the
-    run ends Failed (with the same summary, after its artifacts) when a renewal failed.
+    Renewals run in parallel within the per-CA and per-DNS-provider limits; one failure never
+    stops the others. The run ends Failed (after its artifacts) when a renewal failed.
+
+    Args:
+        ca: Only the due certificates of this CA vendor (empty: every active CA vendor's).
+            With certificate_ids: the CA vendor for certificates that have none.
+        certificate_ids: Renew exactly these certificates now, due or not, manual ones
+            included ("renew now"). Empty: the certificates whose renewal is due.
     """
-    at = parse_now(now)
+    return _renew(ca, certificate_ids, parse_now(None))
+
+
+@flow(name="renew", log_prints=False)
+def renew_as_of(
+    now: str, ca: str | None = None, certificate_ids: list[int] | None = None
+) -> dict[str, Any] | State[Any]:
+    """The ``renew`` flow with its clock replaced by ``now`` (ISO 8601): what-if runs of the
+    CLI (``acmeflow renew --at``), tests and benchmarks. Never deployed: a clock typed into a
+    form could renew everything."""
+    return _renew(ca, certificate_ids, parse_now(now))
+
+
+def _renew(
+    ca: str | None, certificate_ids: list[int] | None, at: dt.datetime
+) -> dict[str, Any] | State[Any]:
     plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
     outcomes: list[RenewalOutcome] = list(plan.skipped)
     total = len(plan.jobs)

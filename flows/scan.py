@@ -25,6 +25,12 @@ def scan(
     ``prefect-block:NAME``) or sealed values, tried in order on PKCS#12 files; ``None`` uses
     the remembered ones. Rescanning is idempotent: unchanged files are not read again and a
     removed file is marked gone. Returns the inventory report (JSON-ready).
+
+    Args:
+        p12_passwords: Secret references (env:NAME, file:PATH, prefect-block:NAME) tried on
+            PKCS#12 files; empty uses the remembered ones. Never a password itself.
+        stores: The stores to scan (empty: both).
+        expiring_limit: How many of the soonest-expiring certificates the report lists.
     """
     check_password_refs(p12_passwords)
     outcomes = [

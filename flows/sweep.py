@@ -74,6 +74,12 @@ def sweep(
     acmeflow did not write (0: no report). Providers are swept in parallel; a provider that
     fails keeps its journal rows for the next sweep. Returns counts and per-provider results;
     the run ends Failed (with the same summary) when a value could not be removed.
+
+    Args:
+        older_than_seconds: Grace period: only values journaled (and keys staged, history
+            entries opened) longer ago than this are leftovers of crashed runs.
+        inspect_limit: Per DNS provider, how many _acme-challenge names to read for values
+            acmeflow did not write (reported, never removed; 0: none).
     """
     plan = plan_sweep(older_than_seconds, inspect_limit)
     cleaned = clean_leftovers(older_than_seconds)
