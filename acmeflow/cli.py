@@ -28,6 +28,7 @@ from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.secrets import set_block_resolver
 from acmeflow.core.state import repo
 from acmeflow.core.stores import stores_from_settings
+from acmeflow.server import use_local_server
 
 from . import (
     cli_ca,
@@ -39,6 +40,7 @@ from . import (
     cli_sandbox,
     cli_scan,
     cli_schedules,
+    cli_server,
     cli_sweep,
     cli_targets,
 )
@@ -75,6 +77,7 @@ app = typer.Typer(
 app.add_typer(cli_ca.app, name="ca")
 app.add_typer(cli_dns.app, name="dns")
 app.add_typer(cli_sandbox.app, name="sandbox")
+app.add_typer(cli_server.app, name="server")
 app.add_typer(cli_certs.app, name="certs")
 app.command("logs")(cli_logs.logs)
 app.command("scan")(cli_scan.scan)
@@ -221,7 +224,9 @@ def _global_options(
         bool, typer.Option("--debug", help="print the traceback of a failure (ACMEFLOW_DEBUG=1)")
     ] = False,
 ) -> None:
-    """Options before any command (``--debug`` is read by :func:`main`)."""
+    """Options before any command (``--debug`` is read by :func:`main`). A local Prefect
+    server started by ``acmeflow server start`` is used when ``PREFECT_API_URL`` is unset."""
+    use_local_server(get_settings().home)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +34,27 @@ def run(*args: str, env: dict[str, str], capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
+def latest_run_url(server: dict[str, str]) -> str:
+    """The UI page of the newest flow run on the demo's local Prefect server."""
+    request = urllib.request.Request(
+        f"{server['url']}/flow_runs/filter",
+        data=json.dumps({"sort": "START_TIME_DESC", "limit": 1}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        (flow_run,) = json.loads(answer.read())
+    return f"{server['ui_url']}/runs/flow-run/{flow_run['id']}"
+
+
 def main() -> None:
     env = {**os.environ, "ACMEFLOW_HOME": str(HOME)}
     env.pop("ACMEFLOW_DATABASE_URL", None)
     if HOME.exists():
-        subprocess.run([ACMEFLOW, "sandbox", "down"], env=env, check=False, capture_output=True)
+        for stop in (["sandbox", "down"], ["server", "stop"]):
+            subprocess.run([ACMEFLOW, *stop], env=env, check=False, capture_output=True)
         shutil.rmtree(HOME)
     run("sandbox", "up", env=env)
+    server = json.loads(run("server", "start", "--json", env=env, capture=True))
     sandbox = json.loads(run("sandbox", "env", "--json", env=env, capture=True))
     env.update(sandbox)
     zone = "EXAMPLE_COM"
@@ -92,15 +107,18 @@ def main() -> None:
         "DE",
         env=env,
     )
+    run_url = latest_run_url(server)
     issued = json.loads(run("certs", "list", "--json", env=env, capture=True))[0]
     run("certs", "verify", str(issued["id"]), "--sandbox", env=env)
     print("\nIssued certificate files:")
     for kind, path in issued["files"].items():
         print(f"  {kind:10} {path}")
     print(f"\nSerial {issued['serial']}, valid until {issued['not_after']}.")
+    print(f"\nThe demo's flow run in the Prefect UI: {run_url}")
     print(
-        "The sandbox is still running; stop it with:"
-        " ACMEFLOW_HOME=.demo .venv/bin/acmeflow sandbox down"
+        "The sandbox and the Prefect server are still running; stop them with:"
+        " ACMEFLOW_HOME=.demo .venv/bin/acmeflow sandbox down;"
+        " ACMEFLOW_HOME=.demo .venv/bin/acmeflow server stop"
     )
 
 
