@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint, entry_points
 import pytest
 
 from acmeflow.core.errors import ConfigError
+from acmeflow.providers import plugins
 from acmeflow.providers.deploy import registry
 from acmeflow.providers.deploy.base import CertificateBundle, DeployOutcome, TargetType, setting
 from acmeflow.providers.deploy.registry import build_target, get_target_type, target_types
@@ -54,7 +55,7 @@ def test_a_plugin_target_type_is_listed_and_built(
         EntryPoint("broken", "acmeflow_no_such_module:TARGET", registry.ENTRY_POINT_GROUP),
         EntryPoint("files", "acmeflow.providers.deploy.files:TARGET", registry.ENTRY_POINT_GROUP),
     ]
-    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: eps)
     registry.reset_target_types()
     request.addfinalizer(registry.reset_target_types)
     with caplog.at_level(logging.WARNING):

@@ -10,6 +10,7 @@ import pytest
 
 from acmeflow.core.dnsprovider import DNSProvider, ProviderField, ProviderType
 from acmeflow.core.errors import ConfigError
+from acmeflow.providers import plugins
 from acmeflow.providers.dns import registry
 from acmeflow.providers.dns.catalog import LEXICON_SPECS, PRODUCT_LABELS
 from acmeflow.providers.dns.lexicon import load_module
@@ -223,7 +224,7 @@ def test_plugins_are_listed_and_broken_ones_tolerated(
             "rfc2136", "acmeflow.providers.dns.rfc2136:PROVIDER", registry.ENTRY_POINT_GROUP
         ),
     ]
-    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: eps)
     registry.reset_provider_types()
     request.addfinalizer(registry.reset_provider_types)  # the next test sees the real plugins
     with caplog.at_level(logging.WARNING):

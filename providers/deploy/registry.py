@@ -14,10 +14,10 @@ import importlib
 import logging
 import threading
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 
 from acmeflow.core.errors import ConfigError
 from acmeflow.providers.deploy.base import DeployTarget, TargetType
+from acmeflow.providers.plugins import load_plugins
 
 LOGGER = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "acmeflow.deploy_targets"
@@ -31,20 +31,7 @@ _types_lock = threading.Lock()
 
 
 def _plugin_types() -> list[TargetType]:
-    found: list[TargetType] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            value = ep.load()
-        except Exception as exc:  # a broken plugin must not break the registry
-            LOGGER.warning("deploy target plugin %r cannot be loaded: %s", ep.name, exc)
-            continue
-        if not isinstance(value, TargetType):
-            LOGGER.warning(
-                "deploy target plugin %r is not a TargetType (%s)", ep.name, type(value).__name__
-            )
-            continue
-        found.append(value)
-    return found
+    return load_plugins(ENTRY_POINT_GROUP, TargetType, "deploy target")
 
 
 @functools.cache

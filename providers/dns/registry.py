@@ -12,12 +12,12 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 
 from acmeflow.core.dnsprovider import DNSProvider, ProviderType
 from acmeflow.core.errors import ConfigError
 from acmeflow.core.secrets import resolve_ref
 from acmeflow.providers.dns.catalog import catalog
+from acmeflow.providers.plugins import load_plugins
 
 LOGGER = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "acmeflow.dns_providers"
@@ -29,20 +29,7 @@ def _key(text: str) -> str:
 
 
 def _plugin_types() -> list[ProviderType]:
-    found: list[ProviderType] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            value = ep.load()
-        except Exception as exc:  # a broken plugin must not break the registry
-            LOGGER.warning("DNS provider plugin %r cannot be loaded: %s", ep.name, exc)
-            continue
-        if not isinstance(value, ProviderType):
-            LOGGER.warning(
-                "DNS provider plugin %r is not a ProviderType (%s)", ep.name, type(value).__name__
-            )
-            continue
-        found.append(value)
-    return found
+    return load_plugins(ENTRY_POINT_GROUP, ProviderType, "DNS provider")
 
 
 _types_lock = threading.Lock()
