@@ -31,9 +31,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from acmeflow.config.settings import get_settings
 from acmeflow.core.schedule_policy import (
     DEPLOY_PENDING_INTERVAL,
@@ -44,9 +41,8 @@ from acmeflow.core.schedule_policy import (
     cadence_for_ca,
     format_interval,
 )
-from acmeflow.core.state import repo
+from acmeflow.core.state.cadence_facts import CAFacts, ca_facts
 from acmeflow.core.state.db import open_database, session_scope
-from acmeflow.core.state.models import CAVendor, Certificate
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -242,91 +238,6 @@ class DesiredSet:
         no ``renew-*`` deployment may be deleted)."""
         flow = self.flows.get("renew")
         return flow.name if flow is not None else None
-
-
-@dataclass(frozen=True)
-class CAFacts:
-    """What the cadence of one CA vendor depends on."""
-
-    name: str
-    vendor: str
-    renew_days: int
-    profile: str | None = None
-    learned_lifetime: dt.timedelta | None = None
-    ari_window: dt.timedelta | None = None
-
-
-def _span(start: dt.datetime | None, end: dt.datetime | None) -> dt.timedelta:
-    """``end - start``; zero when either is unknown."""
-    if start is None or end is None:
-        return dt.timedelta(0)
-    return end - start
-
-
-def learned_lifetimes(s: Session) -> dict[int, dt.timedelta]:
-    """Per CA vendor id, the shortest lifetime (``not_after - not_before``) among the active
-    certificates enrolled under it or issued by it."""
-    rows = s.execute(
-        select(
-            Certificate.ca_vendor_id,
-            Certificate.issued_by_ca_id,
-            Certificate.not_before,
-            Certificate.not_after,
-        ).where(
-            Certificate.status == "active",
-            Certificate.not_before.is_not(None),
-            Certificate.not_after.is_not(None),
-        )
-    )
-    shortest: dict[int, dt.timedelta] = {}
-    for enrolled_under, issued_by, not_before, not_after in rows:
-        life = _span(not_before, not_after)
-        if life <= dt.timedelta(0):
-            continue
-        for ca_id in {enrolled_under, issued_by}:
-            if ca_id is not None and (ca_id not in shortest or life < shortest[ca_id]):
-                shortest[ca_id] = life
-    return shortest
-
-
-def narrowest_ari_windows(s: Session) -> dict[int, dt.timedelta]:
-    """Per CA vendor id, the narrowest ARI suggested window among its active certificates."""
-    rows = s.execute(
-        select(
-            Certificate.ca_vendor_id, Certificate.ari_window_start, Certificate.ari_window_end
-        ).where(
-            Certificate.status == "active",
-            Certificate.ca_vendor_id.is_not(None),
-            Certificate.ari_window_start.is_not(None),
-            Certificate.ari_window_end.is_not(None),
-        )
-    )
-    narrowest: dict[int, dt.timedelta] = {}
-    for ca_id, start, end in rows:
-        width = _span(start, end)
-        if ca_id is None or width <= dt.timedelta(0):
-            continue
-        if ca_id not in narrowest or width < narrowest[ca_id]:
-            narrowest[ca_id] = width
-    return narrowest
-
-
-def ca_facts(s: Session) -> list[CAFacts]:
-    """The cadence inputs of every active CA vendor, by name."""
-    lifetimes = learned_lifetimes(s)
-    windows = narrowest_ari_windows(s)
-    cas: list[CAVendor] = repo.list_cas(s, include_inactive=False)
-    return [
-        CAFacts(
-            name=ca.name,
-            vendor=ca.vendor,
-            renew_days=ca.renew_days,
-            profile=ca.profile,
-            learned_lifetime=lifetimes.get(ca.id),
-            ari_window=windows.get(ca.id),
-        )
-        for ca in cas
-    ]
 
 
 def renew_deployment_name(ca: str) -> str:

@@ -21,9 +21,10 @@ from typer.testing import CliRunner, Result
 from acmeflow import cli_schedules, schedules
 from acmeflow.config.settings import get_settings
 from acmeflow.core.state import repo
+from acmeflow.core.state.cadence_facts import CAFacts
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
-from acmeflow.schedules import CAFacts, ServeState, build_desired, resync_runner, sync_schedules
+from acmeflow.schedules import ServeState, build_desired, resync_runner, sync_schedules
 from tests.fixtures_acmeflow import Home
 from tests.support import free_port
 
