@@ -189,7 +189,10 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> SupportedP
         ) from None
     except (ValueError, TypeError) as exc:
         text = str(exc).lower()
-        if "password" in text or "decrypt" in text:
+        # legacy PEM encryption has no integrity check: a wrong passphrase can also decrypt
+        # to bytes that fail to parse, so an encrypted key that fails to load is a wrong one
+        encrypted = passphrase is not None and b"ENCRYPTED" in data
+        if encrypted or "password" in text or "decrypt" in text:
             raise InvalidKey(
                 detail="the passphrase is wrong: the private key could not be decrypted"
             ) from None
