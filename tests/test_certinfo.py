@@ -123,7 +123,7 @@ def _leaf(
 
 
 @pytest.fixture(scope="module")
-def pki() -> dict[str, Issuer]:
+def issuers() -> dict[str, Issuer]:
     root = _ca("Test Root X1", "Test PKI")
     intermediate = _ca("R10", "Let's Encrypt", parent=root)
     other_root = _ca("Other Root", "Other PKI")
@@ -131,16 +131,19 @@ def pki() -> dict[str, Issuer]:
 
 
 @pytest.fixture(scope="module")
-def leaf(pki: dict[str, Issuer]):
+def leaf(issuers: dict[str, Issuer]):
     return _leaf(
-        pki["intermediate"], ["www.example.com", "example.com"], cn="www.example.com", serial=0xABC
+        issuers["intermediate"],
+        ["www.example.com", "example.com"],
+        cn="www.example.com",
+        serial=0xABC,
     )
 
 
 # --- parse_certificate ------------------------------------------------------------------------
 
 
-def test_parse_certificate_describes_the_leaf(leaf, pki: dict[str, Issuer]) -> None:
+def test_parse_certificate_describes_the_leaf(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     info = parse_certificate(cert)
     assert info.subject == "CN=www.example.com"
@@ -157,7 +160,7 @@ def test_parse_certificate_describes_the_leaf(leaf, pki: dict[str, Issuer]) -> N
     assert info.fingerprint_sha256 == cert.fingerprint(hashes.SHA256()).hex()
     assert len(info.fingerprint_sha256) == 64 and info.fingerprint_sha256.islower()
     assert info.is_ca is False
-    ski = pki["intermediate"].cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    ski = issuers["intermediate"].cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     assert info.authority_key_id == ski.value.digest.hex()
     aki_b64 = base64.urlsafe_b64encode(ski.value.digest).rstrip(b"=").decode()
     assert info.ari_cert_id == f"{aki_b64}.Crw"  # serial 0x0abc
@@ -165,20 +168,20 @@ def test_parse_certificate_describes_the_leaf(leaf, pki: dict[str, Issuer]) -> N
     assert not info.is_self_signed
 
 
-def test_parse_ca_and_rsa_certificates(pki: dict[str, Issuer]) -> None:
-    root = parse_certificate(pki["root"].cert)
+def test_parse_ca_and_rsa_certificates(issuers: dict[str, Issuer]) -> None:
+    root = parse_certificate(issuers["root"].cert)
     assert root.is_ca and root.is_self_signed
     assert root.authority_key_id is None and root.ari_cert_id is None
     assert root.names == ["test root x1"]  # no SAN: the common name
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert, _ = _leaf(pki["intermediate"], ["rsa.example.com"], key=rsa_key)
+    cert, _ = _leaf(issuers["intermediate"], ["rsa.example.com"], key=rsa_key)
     info = parse_certificate(cert)
     assert info.key_type == "rsa2048"
     assert info.common_name is None
     assert info.subject == ""
 
 
-def test_ari_cert_id_matches_rfc9773_example(pki: dict[str, Issuer]) -> None:
+def test_ari_cert_id_matches_rfc9773_example(issuers: dict[str, Issuer]) -> None:
     aki = bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
     assert ari_cert_id(aki, 0x87654321) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
 
@@ -186,7 +189,7 @@ def test_ari_cert_id_matches_rfc9773_example(pki: dict[str, Issuer]) -> None:
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("ari.example.com"))
-        .issuer_name(pki["intermediate"].cert.subject)
+        .issuer_name(issuers["intermediate"].cert.subject)
         .public_key(key.public_key())
         .serial_number(0x87654321)
         .not_valid_before(NOW)
@@ -195,7 +198,7 @@ def test_ari_cert_id_matches_rfc9773_example(pki: dict[str, Issuer]) -> None:
             x509.AuthorityKeyIdentifier(aki, None, None),
             critical=False,
         )
-        .sign(pki["intermediate"].key, hashes.SHA256())
+        .sign(issuers["intermediate"].key, hashes.SHA256())
     )
     info = parse_certificate(cert)
     assert info.serial == "87654321"
@@ -222,12 +225,12 @@ def test_expires_in(leaf) -> None:
 # --- load_certificates ------------------------------------------------------------------------
 
 
-def test_load_pem_bundle_skips_key_blocks_and_keeps_order(leaf, pki: dict[str, Issuer]) -> None:
+def test_load_pem_bundle_skips_key_blocks_and_keeps_order(leaf, issuers: dict[str, Issuer]) -> None:
     cert, key = leaf
     key_pem = key.private_bytes(
         PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    bundle = key_pem + cert.public_bytes(PEM) + b"\n" + pki["intermediate"].pem
+    bundle = key_pem + cert.public_bytes(PEM) + b"\n" + issuers["intermediate"].pem
     infos = load_certificates(bundle)
     assert [i.common_name for i in infos] == ["www.example.com", "R10"]
     assert infos[1].is_ca
@@ -248,16 +251,16 @@ def test_load_der(leaf) -> None:
     assert [i.fingerprint_sha256 for i in infos] == [cert.fingerprint(hashes.SHA256()).hex()]
 
 
-def test_load_pkcs7_bundles_leaf_first(leaf, pki: dict[str, Issuer]) -> None:
+def test_load_pkcs7_bundles_leaf_first(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
-    bundle = [pki["intermediate"].cert, cert]  # PKCS#7 has no order
+    bundle = [issuers["intermediate"].cert, cert]  # PKCS#7 has no order
     for encoding in (PEM, DER):
         data = pkcs7.serialize_certificates(bundle, encoding)
         infos = load_certificates(data, filename="site.p7b")
         assert [i.common_name for i in infos] == ["www.example.com", "R10"]
 
 
-def _p12(leaf, pki, password: bytes | None) -> bytes:
+def _p12(leaf, issuers, password: bytes | None) -> bytes:
     cert, key = leaf
     encryption = (
         serialization.BestAvailableEncryption(password)
@@ -265,12 +268,12 @@ def _p12(leaf, pki, password: bytes | None) -> bytes:
         else serialization.NoEncryption()
     )
     return pkcs12.serialize_key_and_certificates(
-        b"site", key, cert, [pki["intermediate"].cert], encryption
+        b"site", key, cert, [issuers["intermediate"].cert], encryption
     )
 
 
-def test_load_pkcs12_with_password(leaf, pki: dict[str, Issuer]) -> None:
-    data = _p12(leaf, pki, b"changeit")
+def test_load_pkcs12_with_password(leaf, issuers: dict[str, Issuer]) -> None:
+    data = _p12(leaf, issuers, b"changeit")
     infos = load_certificates(data, password=b"changeit", filename="site.pfx")
     assert [i.common_name for i in infos] == ["www.example.com", "R10"]
     # detected without the extension too, password given as text
@@ -286,16 +289,16 @@ def test_load_pkcs12_with_password(leaf, pki: dict[str, Issuer]) -> None:
     assert issubclass(CertificatePasswordError, ValueError)
 
 
-def test_load_pkcs12_without_password(leaf, pki: dict[str, Issuer]) -> None:
-    data = _p12(leaf, pki, None)
+def test_load_pkcs12_without_password(leaf, issuers: dict[str, Issuer]) -> None:
+    data = _p12(leaf, issuers, None)
     infos = load_certificates(data, filename="site.p12")
     assert [i.common_name for i in infos] == ["www.example.com", "R10"]
 
 
-def test_load_pkcs12_with_only_certificates(leaf, pki: dict[str, Issuer]) -> None:
+def test_load_pkcs12_with_only_certificates(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     data = pkcs12.serialize_key_and_certificates(
-        None, None, None, [cert, pki["intermediate"].cert], serialization.NoEncryption()
+        None, None, None, [cert, issuers["intermediate"].cert], serialization.NoEncryption()
     )
     infos = load_certificates(data, filename="certs.p12")
     assert [i.common_name for i in infos] == ["www.example.com", "R10"]
@@ -318,23 +321,23 @@ def test_garbage_is_a_parse_error(data: bytes, filename: str) -> None:
     assert str(info.value).startswith(f"{filename}: ")
 
 
-def test_read_certificate_file(tmp_path: Path, leaf, pki: dict[str, Issuer]) -> None:
+def test_read_certificate_file(tmp_path: Path, leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
-    (tmp_path / "fullchain.pem").write_bytes(cert.public_bytes(PEM) + pki["intermediate"].pem)
-    (tmp_path / "site.p12").write_bytes(_p12(leaf, pki, b"changeit"))
+    (tmp_path / "fullchain.pem").write_bytes(cert.public_bytes(PEM) + issuers["intermediate"].pem)
+    (tmp_path / "site.p12").write_bytes(_p12(leaf, issuers, b"changeit"))
     pem_infos = read_certificate_file(tmp_path / "fullchain.pem")
     p12_infos = read_certificate_file(tmp_path / "site.p12", b"changeit")
     assert isinstance(pem_infos[0], CertificateInfo)
     assert [i.fingerprint_sha256 for i in pem_infos] == [i.fingerprint_sha256 for i in p12_infos]
 
 
-def test_leaf_and_chain(leaf, pki: dict[str, Issuer]) -> None:
+def test_leaf_and_chain(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     leaf_pem = cert.public_bytes(PEM)
-    bundle = leaf_pem + pki["intermediate"].pem + pki["root"].pem
+    bundle = leaf_pem + issuers["intermediate"].pem + issuers["root"].pem
     got_leaf, chain = leaf_and_chain(bundle)
     assert got_leaf == leaf_pem
-    assert chain == pki["intermediate"].pem + pki["root"].pem
+    assert chain == issuers["intermediate"].pem + issuers["root"].pem
     assert leaf_and_chain(leaf_pem) == (leaf_pem, b"")
     with pytest.raises(CertificateParseError):
         leaf_and_chain(b"no pem here")
@@ -343,46 +346,54 @@ def test_leaf_and_chain(leaf, pki: dict[str, Issuer]) -> None:
 # --- verify_chain -----------------------------------------------------------------------------
 
 
-def test_verify_chain_accepts_a_good_chain(leaf, pki: dict[str, Issuer]) -> None:
+def test_verify_chain_accepts_a_good_chain(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
-    verify_chain(cert.public_bytes(PEM), pki["intermediate"].pem, pki["root"].pem)
+    verify_chain(cert.public_bytes(PEM), issuers["intermediate"].pem, issuers["root"].pem)
     # a chain that also carries the root is fine
-    verify_chain(cert.public_bytes(PEM), pki["intermediate"].pem + pki["root"].pem, pki["root"].pem)
+    verify_chain(
+        cert.public_bytes(PEM),
+        issuers["intermediate"].pem + issuers["root"].pem,
+        issuers["root"].pem,
+    )
 
 
-def test_verify_chain_rejects_another_root(leaf, pki: dict[str, Issuer]) -> None:
+def test_verify_chain_rejects_another_root(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     with pytest.raises(ValueError, match="does not chain to the given root"):
-        verify_chain(cert.public_bytes(PEM), pki["intermediate"].pem, pki["other_root"].pem)
+        verify_chain(cert.public_bytes(PEM), issuers["intermediate"].pem, issuers["other_root"].pem)
 
 
-def test_verify_chain_rejects_missing_intermediate(leaf, pki: dict[str, Issuer]) -> None:
+def test_verify_chain_rejects_missing_intermediate(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     with pytest.raises(ValueError, match="does not chain"):
-        verify_chain(cert.public_bytes(PEM), b"", pki["root"].pem)
+        verify_chain(cert.public_bytes(PEM), b"", issuers["root"].pem)
 
 
-def test_verify_chain_rejects_an_expired_leaf(leaf, pki: dict[str, Issuer]) -> None:
+def test_verify_chain_rejects_an_expired_leaf(leaf, issuers: dict[str, Issuer]) -> None:
     cert, _ = leaf
     later = NOW + timedelta(days=120)
     with pytest.raises(ValueError, match="does not chain"):
-        verify_chain(cert.public_bytes(PEM), pki["intermediate"].pem, pki["root"].pem, at=later)
+        verify_chain(
+            cert.public_bytes(PEM), issuers["intermediate"].pem, issuers["root"].pem, at=later
+        )
 
 
-def test_verify_chain_wildcard_and_nameless_leaves(pki: dict[str, Issuer]) -> None:
-    wildcard, _ = _leaf(pki["intermediate"], ["*.example.com"])
-    verify_chain(wildcard.public_bytes(PEM), pki["intermediate"].pem, pki["root"].pem)
-    ip_only, _ = _leaf(pki["intermediate"], [], cn="ip only", ips=["192.0.2.1"])
-    verify_chain(ip_only.public_bytes(PEM), pki["intermediate"].pem, pki["root"].pem)
+def test_verify_chain_wildcard_and_nameless_leaves(issuers: dict[str, Issuer]) -> None:
+    wildcard, _ = _leaf(issuers["intermediate"], ["*.example.com"])
+    verify_chain(wildcard.public_bytes(PEM), issuers["intermediate"].pem, issuers["root"].pem)
+    ip_only, _ = _leaf(issuers["intermediate"], [], cn="ip only", ips=["192.0.2.1"])
+    verify_chain(ip_only.public_bytes(PEM), issuers["intermediate"].pem, issuers["root"].pem)
     with pytest.raises(ValueError, match="does not chain"):
-        verify_chain(ip_only.public_bytes(PEM), pki["intermediate"].pem, pki["other_root"].pem)
+        verify_chain(
+            ip_only.public_bytes(PEM), issuers["intermediate"].pem, issuers["other_root"].pem
+        )
 
 
-def test_verify_chain_rejects_unreadable_input(pki: dict[str, Issuer]) -> None:
+def test_verify_chain_rejects_unreadable_input(issuers: dict[str, Issuer]) -> None:
     with pytest.raises(ValueError):
-        verify_chain(b"garbage", b"", pki["root"].pem)
+        verify_chain(b"garbage", b"", issuers["root"].pem)
     with pytest.raises(ValueError):
-        verify_chain(pki["intermediate"].pem, b"", b"")
+        verify_chain(issuers["intermediate"].pem, b"", b"")
 
 
 # --- bench helpers ----------------------------------------------------------------------------

@@ -38,7 +38,9 @@ class CertificateBundle:
         try:
             certs = x509.load_pem_x509_certificates(fullchain_pem)
         except ValueError as exc:
-            raise DeployError(f"bundle {name}: cannot read the certificate chain: {exc}") from exc
+            raise DeployError(
+                detail=f"bundle {name}: cannot read the certificate chain: {exc}"
+            ) from exc
         leaf, *chain = certs
         cert_pem = leaf.public_bytes(Encoding.PEM)
         chain_pem = b"".join(c.public_bytes(Encoding.PEM) for c in chain)

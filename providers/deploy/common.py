@@ -13,7 +13,9 @@ def deploy_error(
     type_name: str, text: str, *, secrets: Iterable[str | None] = (), retryable: bool = False
 ) -> DeployError:
     """A :class:`DeployError` whose detail is ``"<type>: <text>"`` with secrets masked."""
-    return DeployError(mask_secrets(f"{type_name}: {text}", list(secrets)), retryable=retryable)
+    return DeployError(
+        detail=mask_secrets(f"{type_name}: {text}", list(secrets)), retryable=retryable
+    )
 
 
 def normalize_serial(serial: str | int) -> str:
