@@ -26,7 +26,7 @@ from acmeflow.core import errors
 from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_pem
 from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.secrets import set_block_resolver
-from acmeflow.core.state import repo
+from acmeflow.core.state import cas, certificates
 from acmeflow.core.stores import stores_from_settings
 from acmeflow.server import use_local_server
 
@@ -182,7 +182,7 @@ def issue(
     }
     names = normalize_names(names)  # bad names: refused before any history row or flow run
     with database() as s:  # fail fast, before Prefect starts, on an unknown CA
-        vendor = repo.get_ca(s, ca)
+        vendor = cas.get_ca(s, ca)
         check_name_count(
             names, ca=vendor.name, vendor=vendor.vendor, default_limit=get_settings().max_names
         )
@@ -206,7 +206,7 @@ def issue(
             targets=targets,
         )
     with database() as s:
-        shown = cert_dict(repo.get_certificate(s, cert_id))
+        shown = cert_dict(certificates.get_certificate(s, cert_id))
     shown["deployments"] = cli_deploy.deployments_of(cert_id)
     if as_json:
         print_json(shown)

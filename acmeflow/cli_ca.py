@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import get_settings
 from acmeflow.config.vendors import list_presets
 from acmeflow.core import errors
-from acmeflow.core.state import inventory, repo
+from acmeflow.core.state import acme_accounts, cas, inventory
 from acmeflow.core.state.models import CAVendor
 
 from .output import catalog_errors, console, database, fmt_time, print_json, read_secret_ref, table
@@ -105,7 +105,7 @@ def add(
     settings = get_settings()
     hmac = read_secret_ref(eab_hmac_key, "EAB HMAC key") if eab_hmac_key else None
     with database() as s:
-        ca = repo.add_ca(
+        ca = cas.add_ca(
             s,
             name=name,
             vendor=vendor,
@@ -163,7 +163,7 @@ def edit(
     if ca_bundle:
         changes["ca_bundle"] = _bundle(ca_bundle)
     with database() as s:
-        ca = repo.update_ca(s, name, **changes)
+        ca = cas.update_ca(s, name, **changes)
         account_url = accounts.register_account(s, ca, get_settings())
         shown = ca_dict(ca, account_url)
         _reclassified_counts(s)
@@ -178,7 +178,7 @@ def edit(
 def list_(as_json: JsonOpt = False) -> None:
     """List the CA vendors."""
     with database() as s:
-        rows = [ca_dict(ca) for ca in repo.list_cas(s)]
+        rows = [ca_dict(ca) for ca in cas.list_cas(s)]
     if as_json:
         print_json(rows)
         return
@@ -197,8 +197,8 @@ def list_(as_json: JsonOpt = False) -> None:
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show one CA vendor and its ACME account."""
     with database() as s:
-        ca = repo.get_ca(s, name)
-        account = repo.get_account(s, ca)
+        ca = cas.get_ca(s, name)
+        account = acme_accounts.get_account(s, ca)
         shown = ca_dict(ca, account.account_url if account else None)
     if as_json:
         print_json(shown)
@@ -219,6 +219,6 @@ def remove(
 ) -> None:
     """Remove a CA vendor. Refused while certificates are enrolled under it, unless --force."""
     with database() as s:
-        repo.remove_ca(s, name, force=force)
+        cas.remove_ca(s, name, force=force)
         _reclassified_counts(s)
     console.print(f"CA vendor {name} removed")

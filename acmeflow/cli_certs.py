@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
 from acmeflow.core.scan import OTHER_CA
-from acmeflow.core.state import inventory, provider_index, repo
+from acmeflow.core.state import cas, certificates, inventory, provider_index
 from acmeflow.core.state.models import Certificate
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
@@ -92,8 +92,8 @@ def print_cert(shown: dict[str, Any]) -> None:
 
 
 def _listing_maps(s: Session) -> tuple[dict[int, str], dict[int, str]]:
-    cas = repo.list_cas(s)
-    return {ca.id: ca.name for ca in cas}, inventory.ca_labels(cas)
+    vendors = cas.list_cas(s)
+    return {ca.id: ca.name for ca in vendors}, inventory.ca_labels(vendors)
 
 
 @app.command("list")
@@ -120,7 +120,7 @@ def certs_list(
         names, labels = _listing_maps(s)
         rows = [
             cert_dict(c, ca_names=names, labels=labels)
-            for c in repo.list_certificates(
+            for c in certificates.list_certificates(
                 s,
                 store=store,
                 enrollment=enrollment,
@@ -162,7 +162,7 @@ def certs_show(cert_id: int, as_json: JsonOpt = False) -> None:
     """Show one certificate: names, issuer, validity and file paths."""
     with database() as s:
         names, labels = _listing_maps(s)
-        shown = cert_dict(repo.get_certificate(s, cert_id), ca_names=names, labels=labels)
+        shown = cert_dict(certificates.get_certificate(s, cert_id), ca_names=names, labels=labels)
     if as_json:
         print_json(shown)
         return
@@ -194,7 +194,7 @@ def certs_verify(
     else:
         raise errors.ConfigError(detail="give --root FILE or --sandbox")
     with database() as s:
-        files = _files(repo.get_certificate(s, cert_id))
+        files = _files(certificates.get_certificate(s, cert_id))
     try:
         if "chain" in files:
             leaf_pem = Path(files["cert"]).read_bytes()
@@ -253,7 +253,7 @@ def _warnings(s: Session, certs: Sequence[Certificate]) -> list[str]:
         if cert.fingerprint_sha256 and cert.enrollment == "auto":
             twins = [
                 t.id
-                for t in repo.find_by_fingerprint(s, cert.fingerprint_sha256)
+                for t in certificates.find_by_fingerprint(s, cert.fingerprint_sha256)
                 if t.id != cert.id and t.store != cert.store and t.enrollment == "auto"
             ]
             if twins:

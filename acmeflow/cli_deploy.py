@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from acmeflow.core import errors
-from acmeflow.core.state import repo, targets
+from acmeflow.core.state import certificates, targets
 
 from .output import catalog_errors, console, database, print_json, progress_lines, table
 
@@ -69,7 +69,7 @@ def deploy(
         raise errors.ConfigError(detail="--target goes with a certificate id, not --pending")
     with database() as s:  # fail fast, before Prefect starts
         if certificate_id is not None:
-            cert = repo.get_certificate(s, certificate_id)
+            cert = certificates.get_certificate(s, certificate_id)
             bound = targets.bindings_for_certificate(s, certificate_id, target_name=target)
             if not bound:
                 raise errors.ConfigError(
@@ -113,7 +113,7 @@ def check_issue_targets(names: list[str] | None) -> list[str] | None:
 def deployments_of(certificate_id: int) -> list[dict[str, Any]]:
     """Where a certificate stands on each bound target (for the issue output)."""
     with database() as s:
-        cert = repo.get_certificate(s, certificate_id)
+        cert = certificates.get_certificate(s, certificate_id)
         rows = []
         for b in targets.bindings_for_certificate(s, certificate_id):
             if b.last_deployed_serial == cert.serial and cert.serial:

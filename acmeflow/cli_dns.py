@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from acmeflow.core.state import repo
+from acmeflow.core.state import dns_providers
 from acmeflow.core.state.models import DNSProviderConfig
 
 from .cli_dns_check import check
@@ -61,7 +61,9 @@ def add(
     secrets = secret_options(secret)
     registry.check_provider(ptype.name, settings, secrets)
     with database() as s:
-        p = repo.add_dns_provider(s, name=name, type=ptype.name, settings=settings, secrets=secrets)
+        p = dns_providers.add_dns_provider(
+            s, name=name, type=ptype.name, settings=settings, secrets=secrets
+        )
         shown = provider_dict(p)
     if as_json:
         print_json(shown)
@@ -84,15 +86,17 @@ def edit(
     from acmeflow.providers.dns import registry  # loads the provider SDKs: only when needed
 
     with database() as s:
-        p = repo.get_dns_provider(s, name, include_inactive=True)
+        p = dns_providers.get_dns_provider(s, name, include_inactive=True)
         settings = {**(p.settings or {}), **parse_pairs(set_ or [], "--set")}
         new_secrets = secret_options(secret)
         if set_ or secret:
-            registry.check_provider(p.type, settings, {**repo.provider_secrets(p), **new_secrets})
-        p = repo.update_dns_provider(
+            registry.check_provider(
+                p.type, settings, {**dns_providers.provider_secrets(p), **new_secrets}
+            )
+        p = dns_providers.update_dns_provider(
             s, name, settings=settings, secrets=new_secrets or None, active=active
         )
-        shown = provider_dict(p, repo.mapped_domains(s, name))
+        shown = provider_dict(p, dns_providers.mapped_domains(s, name))
     if as_json:
         print_json(shown)
     else:
@@ -105,7 +109,8 @@ def list_(as_json: JsonOpt = False) -> None:
     """List configured DNS providers with their domains."""
     with database() as s:
         rows = [
-            provider_dict(p, repo.mapped_domains(s, p.name)) for p in repo.list_dns_providers(s)
+            provider_dict(p, dns_providers.mapped_domains(s, p.name))
+            for p in dns_providers.list_dns_providers(s)
         ]
     if as_json:
         print_json(rows)
@@ -122,8 +127,8 @@ def list_(as_json: JsonOpt = False) -> None:
 def show(name: str, as_json: JsonOpt = False) -> None:
     """Show one DNS provider (secrets by name only)."""
     with database() as s:
-        p = repo.get_dns_provider(s, name, include_inactive=True)
-        shown = provider_dict(p, repo.mapped_domains(s, name))
+        p = dns_providers.get_dns_provider(s, name, include_inactive=True)
+        shown = provider_dict(p, dns_providers.mapped_domains(s, name))
     if as_json:
         print_json(shown)
         return
@@ -136,7 +141,7 @@ def show(name: str, as_json: JsonOpt = False) -> None:
 def remove(name: str) -> None:
     """Remove a DNS provider and its domain mappings."""
     with database() as s:
-        repo.remove_dns_provider(s, name)
+        dns_providers.remove_dns_provider(s, name)
     console.print(f"DNS provider {name} removed")
 
 
@@ -145,8 +150,8 @@ def remove(name: str) -> None:
 def map_(name: str, domains: Annotated[list[str], typer.Argument(help="domains to map")]) -> None:
     """Map domains to a DNS provider: their DNS-01 records go there."""
     with database() as s:
-        repo.map_domains(s, name, domains)
-        mapped = repo.mapped_domains(s, name)
+        dns_providers.map_domains(s, name, domains)
+        mapped = dns_providers.mapped_domains(s, name)
     console.print(f"{name} now serves: {', '.join(mapped)}")
 
 
@@ -155,8 +160,8 @@ def map_(name: str, domains: Annotated[list[str], typer.Argument(help="domains t
 def unmap(name: str, domains: Annotated[list[str], typer.Argument(help="domains")]) -> None:
     """Unmap domains (certificates with names under them stop renewing)."""
     with database() as s:
-        repo.unmap_domains(s, name, domains)
-        mapped = repo.mapped_domains(s, name)
+        dns_providers.unmap_domains(s, name, domains)
+        mapped = dns_providers.mapped_domains(s, name)
     console.print(f"{name} now serves: {', '.join(mapped) or '(no domain)'}")
 
 

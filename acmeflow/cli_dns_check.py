@@ -25,7 +25,7 @@ from acmeflow.core.dns_check import (
     run_check,
 )
 from acmeflow.core.names import challenge_base, challenge_record_name
-from acmeflow.core.state import repo
+from acmeflow.core.state import dns_providers
 from acmeflow.core.state.challenge_journal import ChallengeJournal
 from acmeflow.core.state.db import open_database
 
@@ -66,7 +66,7 @@ def check(
     record_name = challenge_record_name(base)
     lookup = DNSLookup(conf.dns_resolvers, query_port=conf.dns_query_port)
     with database() as s:
-        config = repo.get_dns_provider(s, name)
+        config = dns_providers.get_dns_provider(s, name)
         from acmeflow.providers.configured import dns_provider_from_config
 
         provider = dns_provider_from_config(config)

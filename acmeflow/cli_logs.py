@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from acmeflow.core import errors
-from acmeflow.core.state import repo
+from acmeflow.core.state import certificates, history
 from acmeflow.core.state.models import LOG_KINDS, LogEntry
 
 from .output import catalog_errors, console, database, fmt_time, print_json, table
@@ -94,8 +94,8 @@ def logs(
     after = parse_since(since) if since else None
     with database() as s:
         if cert is not None:
-            repo.get_certificate(s, cert)  # an unknown id is an error, not an empty log
-        entries = repo.list_log(
+            certificates.get_certificate(s, cert)  # an unknown id is an error, not an empty log
+        entries = history.list_log(
             s,
             failed_only=failed,
             certificate_id=cert,

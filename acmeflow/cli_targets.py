@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from acmeflow.core import errors
-from acmeflow.core.state import repo, targets
+from acmeflow.core.state import certificates, targets
 from acmeflow.core.state.models import DeployTargetConfig, TargetBinding
 from acmeflow.providers.deploy import TargetType, build_target, get_target_type, target_types
 
@@ -284,7 +284,9 @@ def bind(target: str, certificate_ids: CertIds, as_json: JsonOpt = False) -> Non
     with database() as s:
         bindings = targets.bind(s, target, certificate_ids)
         rows = [binding_dict(b) for b in bindings]
-        stores = {c.id: c.store for c in (repo.get_certificate(s, i) for i in certificate_ids)}
+        stores = {
+            c.id: c.store for c in (certificates.get_certificate(s, i) for i in certificate_ids)
+        }
     if as_json:
         print_json(rows)
         return

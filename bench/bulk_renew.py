@@ -105,7 +105,7 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
     from acmeflow.core.certinfo import parse_certificate
     from acmeflow.core.dns01 import DNSLookup
     from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
-    from acmeflow.core.state import repo
+    from acmeflow.core.state import cas, certificates
     from acmeflow.core.state.db import open_database, session_scope
     from acmeflow.core.stores import stores_from_settings
     from acmeflow.providers.configured import ConfiguredProviders
@@ -116,7 +116,7 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
     lookup = DNSLookup(conf.dns_resolvers, query_port=conf.dns_query_port)
     local = threading.local()
     with session_scope(engine) as s:
-        ca = repo.get_ca(s, "sandbox")
+        ca = cas.get_ca(s, "sandbox")
         ca_id = ca.id
 
     def issue_one(index: int) -> int:
@@ -144,7 +144,7 @@ def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
             metadata={"names": names, "ca": "sandbox", "serial": info.serial},
         )
         with session_scope(engine) as s:
-            row = repo.add_certificate(
+            row = certificates.add_certificate(
                 s,
                 store="certificate",
                 folder=str(folder),
@@ -222,12 +222,12 @@ def bench_acmeflow(info: SandboxInfo, count: int, workers: int) -> dict[str, Any
     _say(f"  enrolled {len(ids)} in {time.perf_counter() - started:.1f} s")
 
     from acmeflow.config.settings import get_settings
-    from acmeflow.core.state import repo
+    from acmeflow.core.state import certificates
     from acmeflow.core.state.db import open_database, session_scope
 
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
-        rows = [repo.get_certificate(s, i) for i in ids]
+        rows = [certificates.get_certificate(s, i) for i in ids]
         before = {r.id: r.serial for r in rows}
         latest = max(r.not_after for r in rows if r.not_after is not None)
     at = (latest - timedelta(days=29)).isoformat()  # inside every certificate's 30-day window
@@ -255,7 +255,7 @@ def bench_acmeflow(info: SandboxInfo, count: int, workers: int) -> dict[str, Any
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_seconds"] = round(process_seconds, 3)
     with session_scope(engine) as s:
-        after = {i: repo.get_certificate(s, i).serial for i in ids}
+        after = {i: certificates.get_certificate(s, i).serial for i in ids}
     result["new_serials"] = sum(1 for i in ids if after[i] != before[i])
     result["count"] = count
     result["workers"] = workers

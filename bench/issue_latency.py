@@ -183,7 +183,7 @@ def bench_flow(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
 
     from acmeflow.config.settings import get_settings
     from acmeflow.core.certinfo import read_certificate_file
-    from acmeflow.core.state import repo
+    from acmeflow.core.state import certificates
     from acmeflow.core.state.db import open_database, session_scope
     from acmeflow.flows.issue import issue
 
@@ -192,7 +192,7 @@ def bench_flow(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
         cert_id = issue(ca=home.ca_name, names=names)
         engine = open_database(get_settings().resolved_database_url)
         with session_scope(engine) as s:
-            cert = repo.get_certificate(s, cert_id)
+            cert = certificates.get_certificate(s, cert_id)
             folder = Path(cert.folder)
         infos = read_certificate_file(folder / "cert.pem")
         if sorted(infos[0].names) != sorted(names):

@@ -50,11 +50,11 @@ def _use_home(home: Path) -> None:
 
 
 def _configure_ca() -> None:
-    from acmeflow.core.state import repo
+    from acmeflow.core.state import cas
     from acmeflow.core.state.db import open_database, session_scope
 
     with session_scope(open_database()) as s:
-        repo.add_ca(s, name="le", vendor="letsencrypt", email="ops@example.com")
+        cas.add_ca(s, name="le", vendor="letsencrypt", email="ops@example.com")
 
 
 def scan_like_the_flow() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 
 class UnknownVendor(LookupError):
-    """An unknown vendor preset id (``core.state.repo.vendor_preset`` turns it into the
+    """An unknown vendor preset id (``core.state.validation.vendor_preset`` turns it into the
     catalog's ``CAConfigMissing``; config sits below core and cannot raise core errors)."""
 
     def __init__(self, vendor_id: str) -> None:

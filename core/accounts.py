@@ -14,7 +14,7 @@ from acmeflow.core.acme_client import AcmeSession, CAEndpoint, check_ca, generat
 from acmeflow.core.files import atomic_write, mkdir_private
 from acmeflow.core.keys import key_type_of, load_private_key
 from acmeflow.core.secrets import unseal
-from acmeflow.core.state import repo
+from acmeflow.core.state import acme_accounts, cas
 from acmeflow.core.state.models import CAVendor
 
 
@@ -59,15 +59,15 @@ def register_account(
     """
     endpoint = endpoint_for(ca, settings)
     check_ca(endpoint)
-    stored = repo.get_account(s, ca)
+    stored = acme_accounts.get_account(s, ca)
     key_pem = existing_key_pem
     if key_pem is None and stored is not None and stored.directory_url == ca.directory_url:
-        key_pem = repo.account_key_pem(stored)
+        key_pem = acme_accounts.account_key_pem(stored)
     if key_pem is None:
         key_pem = generate_account_key()
     session = AcmeSession(endpoint, key_pem, poll_interval=settings.acme_poll_interval)
     account = session.register(ca.email)
-    repo.save_account(
+    acme_accounts.save_account(
         s,
         ca,
         account_url=account.url,
@@ -88,15 +88,15 @@ def open_session(s: Session, ca_name: str, settings: Settings) -> AcmeSession:
     the steps of one order (and the orders of one worker thread) share nonces and connections
     instead of decrypting the key and fetching a fresh nonce for every step.
     """
-    return session_for_ca(s, repo.get_ca(s, ca_name), settings)
+    return session_for_ca(s, cas.get_ca(s, ca_name), settings)
 
 
 def session_for_ca(s: Session, ca: CAVendor, settings: Settings) -> AcmeSession:
     """:func:`open_session` for a CA vendor row already loaded in ``s``."""
-    account = repo.get_account(s, ca)
+    account = acme_accounts.get_account(s, ca)
     if account is None or account.directory_url != ca.directory_url:
         register_account(s, ca, settings)
-        account = repo.get_account(s, ca)
+        account = acme_accounts.get_account(s, ca)
         assert account is not None
     cache: dict[tuple[str, int], tuple[object, AcmeSession]] = getattr(
         _thread_sessions, "by_ca", {}
@@ -109,7 +109,7 @@ def session_for_ca(s: Session, ca: CAVendor, settings: Settings) -> AcmeSession:
         return cached[1]
     session = AcmeSession(
         endpoint_for(ca, settings),
-        repo.account_key_pem(account),
+        acme_accounts.account_key_pem(account),
         account_url=account.account_url,
         poll_interval=settings.acme_poll_interval,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from acmeflow.core.state import leases, repo
+from acmeflow.core.state import history, leases
 from acmeflow.core.stores import CertificateStore
 
 
@@ -41,7 +41,7 @@ def clean_leftovers(
     """Remove staged keys older than ``older_than``, close history entries that have been
     ``running`` that long, and release expired leases (all in ``s``'s transaction)."""
     staged = sorted(key for store in stores for key in store.prune_staging_keys(older_than))
-    closed = repo.close_interrupted(s, started_before=now - older_than)
+    closed = history.close_interrupted(s, started_before=now - older_than)
     released = leases.release_expired(s, now=now)
     return Leftovers(
         staged_keys=staged,

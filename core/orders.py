@@ -18,7 +18,7 @@ from acmeflow.core import errors
 from acmeflow.core.acme_client import IssuedCertificate
 from acmeflow.core.certinfo import CertificateInfo, parse_certificate
 from acmeflow.core.names import check_name_count, normalize_names
-from acmeflow.core.state import inventory, provider_index, repo
+from acmeflow.core.state import cas, certificates, history, inventory, provider_index
 from acmeflow.core.state.models import CAVendor
 from acmeflow.core.state.provider_index import ProviderIndex
 from acmeflow.core.stores import STORE_KINDS, stores_from_settings
@@ -40,7 +40,7 @@ def check_names_ca_and_dns(s: Session, *, ca: str, names: list[str], store: str)
     normalized = normalize_names(names)
     if store not in STORE_KINDS:
         raise errors.ConfigError(detail=f"unknown store {store!r}: {' or '.join(STORE_KINDS)}")
-    vendor = repo.get_ca(s, ca)
+    vendor = cas.get_ca(s, ca)
     check_name_count(
         normalized, ca=vendor.name, vendor=vendor.vendor, default_limit=get_settings().max_names
     )
@@ -82,8 +82,8 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
     """
     target = stores_from_settings(get_settings())[new.store]
     info = parse_certificate_pem(new.issued.cert_pem)
-    vendor = repo.get_ca(s, new.ca)
-    existing = repo.get_certificate(s, new.certificate_id) if new.certificate_id else None
+    vendor = cas.get_ca(s, new.ca)
+    existing = certificates.get_certificate(s, new.certificate_id) if new.certificate_id else None
     folder = new.folder or (
         target.folder_for(new.names) if existing is None else Path(existing.folder)
     )
@@ -103,7 +103,7 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
     )
     # the scan recognises this CA's certificates by the issuer it learns here
     learned = info.issuer_common_name or info.issuer_organization
-    repo.add_issuer_names(s, vendor, [learned] if learned else [])
+    cas.add_issuer_names(s, vendor, [learned] if learned else [])
     fields = {
         "store": new.store,
         "folder": str(stored.folder),
@@ -116,7 +116,7 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
         "next_attempt_at": None,
     }
     if existing is None:
-        cert = repo.add_certificate(
+        cert = certificates.add_certificate(
             s,
             **fields,
             enrollment=new.enrollment,
@@ -125,10 +125,10 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
             source="acmeflow",
         )
     else:
-        cert = repo.update_certificate(s, existing, **fields)
-    repo.log_finish(
+        cert = certificates.update_certificate(s, existing, **fields)
+    history.log_finish(
         s,
-        repo.get_log_entry(s, new.log_id),
+        history.get_log_entry(s, new.log_id),
         status="success",
         message=f"certificate issued, serial {info.serial}",
         serial=info.serial,
@@ -145,9 +145,9 @@ def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
 def log_failure(s: Session, log_id: int, exc: BaseException) -> None:
     """Close history entry ``log_id`` as failed with the catalog message and detail of ``exc``."""
     message, detail, root_cause = errors.describe_failure(exc)
-    repo.log_finish(
+    history.log_finish(
         s,
-        repo.get_log_entry(s, log_id),
+        history.get_log_entry(s, log_id),
         status="failed",
         message=message,
         detail=detail,

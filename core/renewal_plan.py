@@ -19,7 +19,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core import errors, renewal
 from acmeflow.core.accounts import endpoint_for
 from acmeflow.core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields
-from acmeflow.core.state import provider_index, renewals, repo
+from acmeflow.core.state import certificates, history, provider_index, renewals
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import CAVendor
 
@@ -127,7 +127,7 @@ def _skip(
 ) -> RenewalOutcome:
     status = "skipped"
     with session_scope(open_database()) as s:
-        entry = repo.log_start(
+        entry = history.log_start(
             s,
             kind="renew",
             names=cand.names,
@@ -136,7 +136,7 @@ def _skip(
             certificate_id=cand.id,
             flow_run_id=flow_run_id,
         )
-        repo.log_finish(
+        history.log_finish(
             s, entry, status=status, message=exc.message, detail=exc.detail, root_cause=exc.code
         )
         renewals.record_skip(s, cand.id, exc.message, now=at)
@@ -262,7 +262,9 @@ def plan_renewals(
         for cert_id, result, due_at in ari_updates:
             renewals.record_ari(s, cert_id, result, renewal_due_at=due_at)
         renewals.record_due(s, due_times)
-        serials = {j.certificate_id: repo.get_certificate(s, j.certificate_id).serial for j in jobs}
+        serials = {
+            j.certificate_id: certificates.get_certificate(s, j.certificate_id).serial for j in jobs
+        }
     jobs = [RenewalJob(**{**j.__dict__, "serial": serials.get(j.certificate_id)}) for j in jobs]
     progress(
         f"renewal plan: {len(jobs)} due, {len(skipped)} skipped, {not_due} not due yet "

@@ -8,7 +8,7 @@ import threading
 from sqlalchemy.orm import Session
 
 from acmeflow.core.dnsprovider import DNSProvider
-from acmeflow.core.state import provider_index, repo
+from acmeflow.core.state import dns_providers, provider_index
 from acmeflow.core.state.models import DNSProviderConfig
 from acmeflow.providers.dns.registry import build_provider
 
@@ -25,7 +25,7 @@ def dns_provider_from_config(config: DNSProviderConfig) -> DNSProvider:
         _thread_providers, "by_id", {}
     )
     _thread_providers.by_id = cache
-    secrets = repo.provider_secrets(config)  # resolved each time: rotated files/env apply
+    secrets = dns_providers.provider_secrets(config)  # resolved each time: rotated files/env apply
     slot = (config.id, config.name)
     version = (
         config.updated_at,
@@ -57,5 +57,7 @@ class ConfiguredProviders:
     def get(self, name: str) -> DNSProvider:
         """The built provider named ``name`` (building it when needed)."""
         if name not in self._built:
-            self._built[name] = dns_provider_from_config(repo.get_dns_provider(self._session, name))
+            self._built[name] = dns_provider_from_config(
+                dns_providers.get_dns_provider(self._session, name)
+            )
         return self._built[name]

@@ -14,7 +14,7 @@ from acmeflow.core.keys import CSRFields, build_csr, generate_private_key, key_t
 from acmeflow.core.keys import load_private_key as load_key
 from acmeflow.core.names import normalize_names
 from acmeflow.core.orders import IssuedSet, check_names_ca_and_dns, log_failure, save_issued
-from acmeflow.core.state import repo
+from acmeflow.core.state import certificates, history
 from acmeflow.core.stores import stores_from_settings
 from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
@@ -48,7 +48,7 @@ def check_request(
     normalize_names(names)
     flow_run_id = current_flow_run_id()
     with db() as s:
-        entry = repo.log_start(
+        entry = history.log_start(
             s,
             kind=kind,
             names=list(names),
@@ -63,7 +63,7 @@ def check_request(
             checked = check_names_ca_and_dns(s, ca=ca, names=names, store=store)
             normalized, providers = checked.names, checked.providers
             if not allow_duplicate:
-                existing = repo.find_identical(s, normalized, checked.ca.id, store)
+                existing = certificates.find_identical(s, normalized, checked.ca.id, store)
                 if existing is not None:
                     raise errors.DuplicateCertificate(
                         detail=f"certificate {existing.id} ({', '.join(existing.names)}) is valid "

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from acmeflow.core import errors
 from acmeflow.core.errors import mask_secrets
-from acmeflow.core.state import repo, targets
+from acmeflow.core.state import certificates, history, targets
 from acmeflow.core.state.models import Certificate, LogEntry
 from acmeflow.core.stores import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, stores_from_settings
 from acmeflow.providers.deploy import CertificateBundle, DeployTarget, build_target
@@ -117,7 +117,7 @@ class AutoDeploy:
 
 def _open_entry(s: Session, cert: Certificate, flow_run_id: str | None) -> LogEntry:
     """A running history entry for deploying ``cert``."""
-    return repo.log_start(
+    return history.log_start(
         s,
         kind="deploy",
         names=list(cert.names),
@@ -132,7 +132,7 @@ def _log_skip(
     s: Session, cert: Certificate, message: str, detail: str | None, flow_run_id: str | None
 ) -> int:
     entry = _open_entry(s, cert, flow_run_id)
-    repo.log_finish(s, entry, status="skipped", message=message, detail=detail)
+    history.log_finish(s, entry, status="skipped", message=message, detail=detail)
     return entry.id
 
 
@@ -144,10 +144,10 @@ def _record_failure(
     if attempts > 1:
         summary += f" after {attempts} attempts"
     with db() as s:
-        entry = repo.get_log_entry(s, job.log_id)
+        entry = history.get_log_entry(s, job.log_id)
         full = "\n".join(x for x in (entry.detail, detail) if x)
         if entry.status == "running":
-            repo.log_finish(
+            history.log_finish(
                 s,
                 entry,
                 status="failed",
@@ -181,7 +181,7 @@ def record_deploy_failure(job: DeployJob, exc: BaseException) -> DeployResult:
     """The result of a deployment whose task failed with ``exc``; closes its history entry
     when the task could not (a crash), else reads what the task recorded."""
     with db() as s:
-        entry = repo.get_log_entry(s, job.log_id)
+        entry = history.get_log_entry(s, job.log_id)
         status, detail = entry.status, entry.detail
     attempts = _retries_noted(detail) + 1
     message, text, code = errors.describe_failure(exc, [])
@@ -224,7 +224,7 @@ def auto_deploy_decisions(certificate_ids: list[int]) -> dict[int, AutoDeploy]:
     with db() as s:
         bound_by_id = targets.bound_target_names(s, certificate_ids)
         for certificate_id in certificate_ids:
-            cert = repo.get_certificate(s, certificate_id)
+            cert = certificates.get_certificate(s, certificate_id)
             bound = bound_by_id.get(certificate_id, [])
             if cert.store != "zero-touch":
                 reason = (
@@ -268,7 +268,7 @@ def plan_deployments(*, certificate_ids: list[int] | None, target: str | None = 
         else:
             bindings = []
             for certificate_id in certificate_ids:
-                cert = repo.get_certificate(s, certificate_id)
+                cert = certificates.get_certificate(s, certificate_id)
                 if cert.status != "active":
                     raise errors.NotFound(
                         detail=f"certificate {certificate_id} is gone from its store"
@@ -279,7 +279,7 @@ def plan_deployments(*, certificate_ids: list[int] | None, target: str | None = 
             entry = _open_entry(s, cert, flow_run_id)
             if not tgt.active:
                 text = f"target {tgt.name} is disabled: not deployed"
-                repo.log_finish(s, entry, status="skipped", message=text, serial=cert.serial)
+                history.log_finish(s, entry, status="skipped", message=text, serial=cert.serial)
                 skipped.append(
                     DeployResult(cert.id, tgt.name, tgt.type, "skipped", text, serial=cert.serial)
                 )
@@ -318,7 +318,7 @@ def _build(name: str) -> tuple[DeployTarget, list[str]]:
 def load_bundle(certificate_id: int) -> CertificateBundle:
     """The certificate's live files as a bundle, read from its store folder (key included)."""
     with db() as s:
-        cert = repo.get_certificate(s, certificate_id)
+        cert = certificates.get_certificate(s, certificate_id)
         store, folder = cert.store, Path(cert.folder)
     path = folder.parent if folder.name == CERT_FILE else folder
     if not path.is_dir():
@@ -364,7 +364,7 @@ def deploy_to_target(job: DeployJob) -> DeployResult:
         message, detail, code = errors.describe_failure(exc, secrets)
         if getattr(exc, "retryable", False) and attempt < job.max_attempts:
             with db() as s:
-                entry = repo.get_log_entry(s, job.log_id)
+                entry = history.get_log_entry(s, job.log_id)
                 line = f"attempt {attempt}{_RETRY_NOTE}: {detail or message}"
                 entry.detail = "\n".join(x for x in (entry.detail, line) if x)
             deploy_log.warning(
@@ -389,9 +389,11 @@ def deploy_to_target(job: DeployJob) -> DeployResult:
         text += f" (attempt {attempt})"
     detail = mask_secrets(outcome.detail, secrets)
     with db() as s:
-        entry = repo.get_log_entry(s, job.log_id)
+        entry = history.get_log_entry(s, job.log_id)
         full = "\n".join(x for x in (entry.detail, detail) if x)
-        repo.log_finish(s, entry, status="success", message=text, detail=full, serial=bundle.serial)
+        history.log_finish(
+            s, entry, status="success", message=text, detail=full, serial=bundle.serial
+        )
         targets.record_deployed(s, job.binding_id, bundle.serial, at=dt.datetime.now(dt.UTC))
     deploy_log.info("%s: serial %s %s", job.target, bundle.serial, outcome.location or "")
     return DeployResult(

@@ -46,7 +46,7 @@ from acmeflow.core.renewal_plan import (
     parse_now,
     renew_log,
 )
-from acmeflow.core.state import provider_index, renewals, repo
+from acmeflow.core.state import certificates, history, provider_index, renewals
 from acmeflow.core.stores import (
     CERT_FILE,
     PREVIOUS_DIR,
@@ -208,7 +208,7 @@ def _start(job: RenewalJob) -> _Started:
             providers = {name: configured.get(name) for name in sorted(wanted)}
         except Exception as exc:
             failure = exc
-        entry = repo.log_start(
+        entry = history.log_start(
             s,
             kind="renew",
             names=job.names,
@@ -341,7 +341,7 @@ def renew_certificate(job: RenewalJob, now: str) -> RenewalOutcome:
 def failed_outcome(job: RenewalJob, exc: BaseException) -> RenewalOutcome:
     """The outcome of a renewal whose task failed with ``exc`` (next attempt from the row)."""
     with db() as s:
-        cert = repo.get_certificate(s, job.certificate_id)
+        cert = certificates.get_certificate(s, job.certificate_id)
         next_at = cert.next_attempt_at
     message, detail, _cause = errors.describe_failure(exc)
     return RenewalOutcome(

@@ -25,7 +25,7 @@ from acmeflow.core import errors, leftovers
 from acmeflow.core.dnsprovider import DNSProvider
 from acmeflow.core.leftovers import Leftovers
 from acmeflow.core.names import CHALLENGE_LABEL
-from acmeflow.core.state import repo
+from acmeflow.core.state import dns_providers
 from acmeflow.core.state.challenge_journal import JournalEntry, delete_entries, stale_entries
 from acmeflow.core.state.models import ChallengeJournalEntry, utcnow
 from acmeflow.core.stores import stores_from_settings
@@ -145,9 +145,9 @@ def plan_sweep(older_than_seconds: float, inspect_limit: int = 100) -> SweepPlan
         inspect: dict[str, list[str]] = {}
         if inspect_limit > 0:
             mapped: dict[str, list[str]] = {}
-            for domain, provider in repo.list_domain_mappings(s).items():
+            for domain, provider in dns_providers.list_domain_mappings(s).items():
                 mapped.setdefault(provider, []).append(f"{CHALLENGE_LABEL}.{domain}")
-            active = {p.name for p in repo.list_dns_providers(s, include_inactive=False)}
+            active = {p.name for p in dns_providers.list_dns_providers(s, include_inactive=False)}
             for name in sorted(active & (set(mapped) | set(by_provider))):
                 names = mapped.get(name, []) + [e.fqdn for e in by_provider.get(name, [])]
                 inspect[name] = list(dict.fromkeys(names))[:inspect_limit]

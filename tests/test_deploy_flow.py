@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core.certinfo import parse_certificate
-from acmeflow.core.state import repo, targets
+from acmeflow.core.state import certificates, history, targets
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.stores import stores_from_settings
 from acmeflow.flows.deploy import deploy, deploy_after_store, deploy_pending, summary_of
@@ -68,7 +68,7 @@ def store_certificate(issued: Issued, store: str, cert_id: int | None = None) ->
     info = parse_certificate(issued.cert)
     target = stores_from_settings(get_settings())[store]
     with session() as s:
-        existing = repo.get_certificate(s, cert_id) if cert_id else None
+        existing = certificates.get_certificate(s, cert_id) if cert_id else None
         folder = Path(existing.folder) if existing else target.folder_for(names)
         target.write(
             folder,
@@ -80,9 +80,9 @@ def store_certificate(issued: Issued, store: str, cert_id: int | None = None) ->
         )
         fields = {"serial": info.serial, "not_after": info.not_after, "names": info.names}
         if existing is not None:
-            repo.update_certificate(s, existing, **fields)
+            certificates.update_certificate(s, existing, **fields)
             return existing.id
-        cert = repo.add_certificate(
+        cert = certificates.add_certificate(
             s, store=store, folder=str(folder), enrollment="auto", source="acmeflow", **fields
         )
         return cert.id
@@ -122,7 +122,7 @@ def bind(target: str, cert_id: int) -> None:
 def deploy_log(cert_id: int) -> list[dict[str, str | None]]:
     """The certificate's deploy history entries, oldest first."""
     with session() as s:
-        entries = [e for e in repo.list_log(s, certificate_id=cert_id) if e.kind == "deploy"]
+        entries = [e for e in history.list_log(s, certificate_id=cert_id) if e.kind == "deploy"]
         return [
             {"status": e.status, "message": e.message, "detail": e.detail, "serial": e.serial}
             for e in reversed(entries)
@@ -217,7 +217,7 @@ def test_target_down_retries_fails_alone_and_next_run_deploys(acme_home, tmp_pat
     assert (tmp_path / "web" / "fullchain.pem").read_bytes().startswith(new.cert_pem)
     assert binding_state("web", cert_id) == (new.serial, None)
     with session() as s:
-        folder = Path(repo.get_certificate(s, cert_id).folder)
+        folder = Path(certificates.get_certificate(s, cert_id).folder)
     assert folder_files.read(folder).cert.read_bytes() == new.cert_pem
     # the ADC keeps serving the old certificate; the history and the binding say why
     assert adc_serial(adc) == old.serial
@@ -328,7 +328,7 @@ def test_missing_key_file_fails_with_a_clear_reason(acme_home, tmp_path, pki):
     add_files_target("web", tmp_path / "web")
     bind("web", cert_id)
     with session() as s:
-        folder = Path(repo.get_certificate(s, cert_id).folder)
+        folder = Path(certificates.get_certificate(s, cert_id).folder)
     (folder / "privkey.pem").unlink()
 
     summary = run_deploy(cert_id)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from acmeflow.core.errors import NotFound
-from acmeflow.core.state import inventory, repo
+from acmeflow.core.state import cas, certificates, inventory
 from acmeflow.core.state.db import session_scope
 from tests.support import run_cli as cli
 from tests.test_scan import (  # noqa: F401  (fixtures)
@@ -50,15 +50,15 @@ def inventory_ids(
     with session_scope(engine) as s:
         add_le_ca(s, renew_days=20)
         add_custom_ca(s)
-        repo.add_issuer_names(s, repo.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
+        cas.add_issuer_names(s, cas.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
     run_scan(engine)
     with session_scope(engine) as s:
-        return {c.names[0].split(".")[0]: c.id for c in repo.list_certificates(s)}
+        return {c.names[0].split(".")[0]: c.id for c in certificates.list_certificates(s)}
 
 
 def snapshot(engine: Engine) -> list[tuple[int, str, int | None]]:
     with session_scope(engine) as s:
-        return [(c.id, c.enrollment, c.ca_vendor_id) for c in repo.list_certificates(s)]
+        return [(c.id, c.enrollment, c.ca_vendor_id) for c in certificates.list_certificates(s)]
 
 
 def test_enroll_certificates_of_the_same_ca_needs_no_confirmation(
@@ -69,12 +69,12 @@ def test_enroll_certificates_of_the_same_ca_needs_no_confirmation(
     )
     assert [(c["enrollment"], c["ca"]) for c in shown["certificates"]] == [("auto", "le")] * 2
     with session_scope(engine) as s:
-        cert = repo.get_certificate(s, inventory_ids["le1"])
+        cert = certificates.get_certificate(s, inventory_ids["le1"])
         assert cert.not_after is not None
         assert cert.renewal_due_at == cert.not_after - timedelta(days=20)
     # the certificates are due under le now: the renewal schedule finds them when due
     with session_scope(engine) as s:
-        due = repo.certificates_due(s, now=cert.not_after, ca=repo.get_ca(s, "le"))
+        due = certificates.certificates_due(s, now=cert.not_after, ca=cas.get_ca(s, "le"))
         assert {c.id for c in due} == {inventory_ids["le1"], inventory_ids["le2"]}
 
 
@@ -213,7 +213,7 @@ def test_enrolling_the_same_certificate_in_both_stores_is_warned(
         add_le_ca(s)
     run_scan(engine)
     with session_scope(engine) as s:
-        first, second = (c.id for c in repo.list_certificates(s))
+        first, second = (c.id for c in certificates.list_certificates(s))
     assert "renewed twice" not in cli("certs", "enroll", str(first), "--ca", "le").output
     result = cli("certs", "enroll", str(second), "--ca", "le")
     assert result.exit_code == 0
@@ -225,8 +225,8 @@ def test_removing_a_ca_leaves_its_certificates_as_other_ca(
 ) -> None:
     ok_json("certs", "enroll", str(inventory_ids["le1"]), "--ca", "le")
     with session_scope(engine) as s:
-        repo.remove_ca(s, "le", force=True)
+        cas.remove_ca(s, "le", force=True)
     with session_scope(engine) as s:
-        cert = repo.get_certificate(s, inventory_ids["le1"])
+        cert = certificates.get_certificate(s, inventory_ids["le1"])
         assert (cert.ca_vendor_id, cert.issued_by_ca_id, cert.enrollment) == (None, None, "manual")
         assert inventory.inventory_report(s).counts_line() == "private: 1, Other CA: 4"

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from acmeflow.cli_logs import parse_since
 from acmeflow.core.errors import ConfigError, MissingDNSProvider
-from acmeflow.core.state import repo
+from acmeflow.core.state import certificates, history
 from acmeflow.core.state.db import session_scope
 from tests.support import run_cli as cli
 from tests.test_scan import engine, local_home  # noqa: F401  (fixtures)
@@ -30,9 +30,13 @@ def logs_json(*args: str) -> list[dict]:
 def history(engine: Engine) -> dict[str, int]:
     """An old issuance, a recent renewal, a recent failed renewal of another certificate."""
     with session_scope(engine) as s:
-        a = repo.add_certificate(s, store="certificate", folder="/a", names=["a.example.com"])
-        b = repo.add_certificate(s, store="zero-touch", folder="/b", names=["b.example.com"])
-        old = repo.log_start(
+        a = certificates.add_certificate(
+            s, store="certificate", folder="/a", names=["a.example.com"]
+        )
+        b = certificates.add_certificate(
+            s, store="zero-touch", folder="/b", names=["b.example.com"]
+        )
+        old = history.log_start(
             s,
             kind="issue",
             names=a.names,
@@ -41,11 +45,11 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=a.id,
             flow_run_id="11111111-1111-1111-1111-111111111111",
         )
-        repo.log_finish(
+        history.log_finish(
             s, old, status="success", message="certificate issued, serial 1a", serial="1a"
         )
         old.started_at = NOW - timedelta(days=30)
-        renew = repo.log_start(
+        renew = history.log_start(
             s,
             kind="renew",
             names=a.names,
@@ -54,10 +58,10 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=a.id,
             flow_run_id="22222222-2222-2222-2222-222222222222",
         )
-        repo.log_finish(s, renew, status="success", message="certificate issued, serial 2b")
+        history.log_finish(s, renew, status="success", message="certificate issued, serial 2b")
         renew.started_at = NOW - timedelta(hours=2)
         error = MissingDNSProvider(detail="no DNS provider is mapped for b.example.com")
-        failed = repo.log_start(
+        failed = history.log_start(
             s,
             kind="renew",
             names=b.names,
@@ -66,7 +70,7 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=b.id,
             flow_run_id="33333333-3333-3333-3333-333333333333",
         )
-        repo.log_finish(
+        history.log_finish(
             s,
             failed,
             status="failed",

@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from acmeflow import cli_renew
 from acmeflow.config.settings import get_settings
-from acmeflow.core.state import repo
+from acmeflow.core.state import cas, certificates, history
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate
 from acmeflow.sandbox import SandboxInfo
@@ -59,15 +59,15 @@ def latest_flow_run(flow_name: str) -> FlowRun:
 def cert_row(cert_id: int) -> Certificate:
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
-        return repo.get_certificate(s, cert_id)
+        return certificates.get_certificate(s, cert_id)
 
 
-def history(cert_id: int) -> list[dict[str, Any]]:
+def history_of(cert_id: int) -> list[dict[str, Any]]:
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
         return [
             {"status": e.status, "message": e.message, "detail": e.detail, "kind": e.kind}
-            for e in repo.list_log(s, certificate_id=cert_id)
+            for e in history.list_log(s, certificate_id=cert_id)
         ]
 
 
@@ -193,7 +193,7 @@ def test_manual_certificate_renews_only_on_demand(home: Home) -> None:
     assert (prev[-1] / "privkey.pem").read_bytes() != (
         Path(row.folder) / "privkey.pem"
     ).read_bytes()
-    assert history(manual["id"])[0]["kind"] == "renew"
+    assert history_of(manual["id"])[0]["kind"] == "renew"
 
 
 @pytest.mark.prefect
@@ -201,7 +201,9 @@ def test_reuse_key_keeps_the_private_key(home: Home) -> None:
     issued = issue_json(home, "--name", "reuse.example.com", "--auto-renew")
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
-        repo.update_certificate(s, repo.get_certificate(s, issued["id"]), reuse_key=True)
+        certificates.update_certificate(
+            s, certificates.get_certificate(s, issued["id"]), reuse_key=True
+        )
     key_before = (Path(issued["folder"]) / "privkey.pem").read_bytes()
     summary = renew_json("--now", str(issued["id"]))
     assert summary["renewed"] == 1
@@ -223,8 +225,8 @@ def test_unmapped_name_is_skipped(home: Home) -> None:
     assert row["status"] == "skipped"
     assert row["message"] == "Certificate is missing a DNS provider name."
     assert "um.example.org" in row["detail"]
-    assert history(issued["id"])[0]["status"] == "skipped"
-    assert history(issued["id"])[0]["message"] == "Certificate is missing a DNS provider name."
+    assert history_of(issued["id"])[0]["status"] == "skipped"
+    assert history_of(issued["id"])[0]["message"] == "Certificate is missing a DNS provider name."
     assert (Path(issued["folder"]) / "cert.pem").read_bytes() == cert_before
     assert cert_row(issued["id"]).next_attempt_at is None  # configuration, not CA trouble
 
@@ -242,13 +244,13 @@ def test_no_active_provider_skips_renewal(home: Home) -> None:
     assert row["status"] == "skipped"
     assert row["message"] == "Renewal skipped as no active DNS providers are configured."
     assert cert_row(issued["id"]).serial == issued["serial"]
-    assert history(issued["id"])[0]["message"] == row["message"]
+    assert history_of(issued["id"])[0]["message"] == row["message"]
 
 
 def set_directory(ca: str, url: str) -> None:
     engine = open_database(get_settings().resolved_database_url)
     with session_scope(engine) as s:
-        repo.update_ca(s, ca, directory_url=url)
+        cas.update_ca(s, ca, directory_url=url)
 
 
 @pytest.mark.prefect
@@ -281,7 +283,7 @@ def test_failure_backs_off_and_leaves_the_certificate_in_service(home: Home) -> 
     assert t0 + dt.timedelta(minutes=4.5) <= row.next_attempt_at <= t0 + dt.timedelta(minutes=5)
     assert (Path(bad["folder"]) / "cert.pem").read_bytes() == files_before
     assert row.serial == bad["serial"]
-    assert history(bad["id"])[0]["status"] == "failed"
+    assert history_of(bad["id"])[0]["status"] == "failed"
 
     # inside the backoff the certificate is left alone
     quiet = renew_json("--at", iso(t0 + dt.timedelta(minutes=1)))

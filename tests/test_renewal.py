@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from acmeflow.core import errors, renewal
 from acmeflow.core.acme_client import CAEndpoint
 from acmeflow.core.renewal import AriWindow, is_due
-from acmeflow.core.state import provider_index, renewals, repo
+from acmeflow.core.state import cas, certificates, dns_providers, provider_index, renewals
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
 from tests.fakes.ari_front import AriFront
@@ -184,7 +184,7 @@ def s(tmp_path: Path) -> Iterator[Session]:
 
 
 def _ca(s: Session, name: str = "le", renew_days: int = 30) -> object:
-    return repo.add_ca(
+    return cas.add_ca(
         s,
         name=name,
         vendor="custom",
@@ -195,7 +195,7 @@ def _ca(s: Session, name: str = "le", renew_days: int = 30) -> object:
 
 
 def _cert(s: Session, ca: object, name: str, not_after: dt.datetime, **fields: object) -> int:
-    cert = repo.add_certificate(
+    cert = certificates.add_certificate(
         s,
         store="certificate",
         folder=f"/stores/certificate/{name}",
@@ -229,7 +229,9 @@ def test_due_candidates_narrow_by_window_enrollment_and_backoff(s: Session) -> N
     ids = {c.id for c in renewals.due_candidates(s, now=T0 + 2 * DAY, cas=cas)}
     assert backing_off in ids
     # at a CA with ARI, certificates whose ARI answer is stale are looked at too
-    _ = repo.update_certificate(s, repo.get_certificate(s, later), ari_cert_id="x.AQ")
+    _ = certificates.update_certificate(
+        s, certificates.get_certificate(s, later), ari_cert_id="x.AQ"
+    )
     ids = {c.id for c in renewals.due_candidates(s, now=T0, cas=cas, ari_ca_ids=[ca.id])}  # type: ignore[attr-defined]
     assert later in ids
 
@@ -245,10 +247,10 @@ def test_record_failure_backs_off_and_success_clears(s: Session) -> None:
     assert first == T0 + dt.timedelta(minutes=5)
     assert second == T0 + DAY + dt.timedelta(minutes=10)
     assert limited == T0 + dt.timedelta(hours=2)
-    row = repo.get_certificate(s, cid)
+    row = certificates.get_certificate(s, cid)
     assert row.failure_count == 3 and row.last_error == "slow down"
     renewals.record_success(s, cid, now=T0, renew_days=30)
-    row = repo.get_certificate(s, cid)
+    row = certificates.get_certificate(s, cid)
     assert row.failure_count == 0 and row.next_attempt_at is None and row.last_error is None
     assert row.renewal_due_at == T0 - 20 * DAY
 
@@ -258,10 +260,10 @@ def test_provider_index_resolves_names_like_the_repo(s: Session) -> None:
     with pytest.raises(errors.NoActiveDNSProvider) as none:
         empty.providers_for(["a.example.com"])
     assert none.value.message == "Renewal skipped as no active DNS providers are configured."
-    repo.add_dns_provider(s, name="com", type="rfc2136", settings={"server": "127.0.0.1"})
-    repo.add_dns_provider(s, name="sub", type="rfc2136", settings={"server": "127.0.0.1"})
-    repo.map_domains(s, "com", ["example.com"])
-    repo.map_domains(s, "sub", ["deep.example.com"])
+    dns_providers.add_dns_provider(s, name="com", type="rfc2136", settings={"server": "127.0.0.1"})
+    dns_providers.add_dns_provider(s, name="sub", type="rfc2136", settings={"server": "127.0.0.1"})
+    dns_providers.map_domains(s, "com", ["example.com"])
+    dns_providers.map_domains(s, "sub", ["deep.example.com"])
     index = provider_index.provider_index(s)
     assert index.providers_for(["*.example.com", "x.deep.example.com"]) == {
         "*.example.com": "com",
@@ -271,6 +273,6 @@ def test_provider_index_resolves_names_like_the_repo(s: Session) -> None:
         index.providers_for(["a.example.com", "b.example.org"])
     assert missing.value.message == "Certificate is missing a DNS provider name."
     assert "b.example.org" in (missing.value.detail or "")
-    repo.update_dns_provider(s, "sub", active=False)
+    dns_providers.update_dns_provider(s, "sub", active=False)
     with pytest.raises(errors.DNSProviderUnavailable):
         provider_index.provider_index(s).providers_for(["x.deep.example.com"])

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core.scan import classify, scan_store
-from acmeflow.core.state import inventory, repo
+from acmeflow.core.state import cas, certificates, inventory
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate
 from acmeflow.core.stores import CertificateStore, stores_from_settings
@@ -189,15 +189,15 @@ def run_scan(engine: Engine, passwords: tuple[bytes, ...] = ()) -> inventory.Inv
 
 def rows(engine: Engine, *, status: str | None = "active") -> list[Certificate]:
     with session_scope(engine) as s:
-        return repo.list_certificates(s, status=status)
+        return certificates.list_certificates(s, status=status)
 
 
 def add_le_ca(s: Session, name: str = "le", **kw: Any) -> int:
-    return repo.add_ca(s, name=name, vendor="letsencrypt", email="ops@example.com", **kw).id
+    return cas.add_ca(s, name=name, vendor="letsencrypt", email="ops@example.com", **kw).id
 
 
 def add_custom_ca(s: Session, name: str = "private") -> int:
-    return repo.add_ca(
+    return cas.add_ca(
         s,
         name=name,
         vendor="custom",
@@ -269,7 +269,7 @@ def test_custom_ca_classifies_what_it_learned_it_issued(
         add_custom_ca(s)
     assert run_scan(engine).counts_line() == "private: 0, Other CA: 2"
     with session_scope(engine) as s:  # what store_certificate does after an issuance
-        repo.add_issuer_names(s, repo.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
+        cas.add_issuer_names(s, cas.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
     assert run_scan(engine).counts_line() == "private: 1, Other CA: 1"
 
 
@@ -326,7 +326,7 @@ def test_removed_file_is_marked_gone_then_comes_back(
     run_scan(engine)
     with session_scope(engine) as s:
         add_le_ca(s)
-        (cert_id,) = [c.id for c in repo.list_certificates(s) if c.path == str(path)]
+        (cert_id,) = [c.id for c in certificates.list_certificates(s) if c.path == str(path)]
         inventory.enroll(s, [cert_id], "le")
     saved = path.read_bytes()
     path.unlink()
@@ -334,14 +334,14 @@ def test_removed_file_is_marked_gone_then_comes_back(
     assert report.stores["zero-touch"].gone == 1
     assert [c.common_name for c in rows(engine)] == ["stays.example.com"]
     with session_scope(engine) as s:
-        gone = repo.get_certificate(s, cert_id)
+        gone = certificates.get_certificate(s, cert_id)
         assert gone.status == "gone" and gone.gone_at is not None
         assert gone.enrollment == "auto"  # not forgotten: it keeps its renewal settings
     path.write_bytes(saved)
     report = run_scan(engine)
     assert report.stores["zero-touch"].returned == 1
     with session_scope(engine) as s:
-        back = repo.get_certificate(s, cert_id)
+        back = certificates.get_certificate(s, cert_id)
         assert (back.status, back.gone_at, back.enrollment) == ("active", None, "auto")
 
 
@@ -369,7 +369,7 @@ def test_certificate_replaced_by_hand_updates_the_record(
     run_scan(engine)
     with session_scope(engine) as s:
         add_le_ca(s, renew_days=30)
-        (cert,) = repo.list_certificates(s)
+        (cert,) = certificates.list_certificates(s)
         inventory.enroll(s, [cert.id], "le")
     renewed, _ = make_leaf(issuers["le"], ["site.example.com"], days_left=90)
     write_pem(path, renewed)
@@ -423,8 +423,8 @@ def test_acmeflow_folders_match_their_issued_record(
     folder = write_managed(roots["certificate"], cert, key)
     with session_scope(engine) as s:
         ca_id = add_custom_ca(s)
-        repo.add_issuer_names(s, repo.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
-        issued = repo.add_certificate(
+        cas.add_issuer_names(s, cas.get_ca(s, "private"), ["Private Intermediate CA 7f3a"])
+        issued = certificates.add_certificate(
             s,
             store="certificate",
             folder=str(folder),

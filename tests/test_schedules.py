@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from acmeflow import cli_schedules, schedules
 from acmeflow.config.settings import get_settings
-from acmeflow.core.state import repo
+from acmeflow.core.state import cas, certificates
 from acmeflow.core.state.cadence_facts import CAFacts
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.sandbox import SandboxInfo
@@ -71,8 +71,8 @@ def add_short_lived_certificate(ca_name: str) -> None:
     engine = open_database(get_settings().resolved_database_url)
     not_before = dt.datetime.now(dt.UTC)
     with session_scope(engine) as s:
-        ca = repo.get_ca(s, ca_name)
-        repo.add_certificate(
+        ca = cas.get_ca(s, ca_name)
+        certificates.add_certificate(
             s,
             store="certificate",
             folder=f"short-{ca_name}",
@@ -360,7 +360,7 @@ def test_serve_picks_up_cas_added_and_removed_while_it_runs(
 
     def add_ca(name: str, renew_days: int) -> None:
         with session_scope(engine) as s:
-            repo.add_ca(
+            cas.add_ca(
                 s,
                 name=name,
                 vendor="custom",
@@ -371,7 +371,7 @@ def test_serve_picks_up_cas_added_and_removed_while_it_runs(
 
     def remove_ca(name: str) -> None:
         with session_scope(engine) as s:
-            repo.remove_ca(s, name)
+            cas.remove_ca(s, name)
 
     async def exists(full_name: str) -> bool:
         async with get_client() as client:

@@ -26,7 +26,14 @@ from acmeflow.core.errors import (
     NoActiveDNSProvider,
     NotFound,
 )
-from acmeflow.core.state import provider_index, repo
+from acmeflow.core.state import (
+    acme_accounts,
+    cas,
+    certificates,
+    dns_providers,
+    history,
+    provider_index,
+)
 from acmeflow.core.state.db import (
     MIGRATIONS_DIR,
     dispose_engines,
@@ -88,7 +95,7 @@ def counts(s: Session) -> dict[str, int]:
 
 
 def add_le(s: Session, name: str = "LE", **kw: object) -> CAVendor:
-    return repo.add_ca(s, name=name, vendor="letsencrypt", email="ops@example.com", **kw)  # type: ignore[arg-type]
+    return cas.add_ca(s, name=name, vendor="letsencrypt", email="ops@example.com", **kw)  # type: ignore[arg-type]
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -111,7 +118,7 @@ def test_migrations_create_schema_and_are_idempotent(home: Path) -> None:
     engine2 = open_database(url)
     assert engine2 is not engine
     with session_scope(engine2) as s:
-        assert [c.name for c in repo.list_cas(s)] == ["LE"]
+        assert [c.name for c in cas.list_cas(s)] == ["LE"]
     assert open_database(url) is engine2  # cached per URL
 
 
@@ -158,10 +165,10 @@ def test_upgrade_from_first_revision_keeps_data(home: Path) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     with session_scope(engine) as s:
-        assert repo.get_dns_provider(s, "A").type == "route53"
-        assert repo.get_certificate(s, 7).folder == "/s/a"
+        assert dns_providers.get_dns_provider(s, "A").type == "route53"
+        assert certificates.get_certificate(s, 7).folder == "/s/a"
         # tables rebuilt by batch migrations must not fire ON DELETE actions on their children
-        assert [e.certificate_id for e in repo.list_log(s)] == [7]
+        assert [e.certificate_id for e in history.list_log(s)] == [7]
 
 
 def test_default_database_lives_in_home(home: Path, sqlite_engine: Engine) -> None:
@@ -171,7 +178,7 @@ def test_default_database_lives_in_home(home: Path, sqlite_engine: Engine) -> No
 def test_timestamps_are_aware_utc(s: Session) -> None:
     ca = add_le(s)
     s.expire_all()
-    ca = repo.get_ca(s, "LE")
+    ca = cas.get_ca(s, "LE")
     assert ca.created_at.tzinfo is not None
     assert ca.created_at.utcoffset() == dt.timedelta(0)
 
@@ -205,7 +212,7 @@ def test_ca_crud(s: Session) -> None:
     assert ca.directory_url == PRESETS["letsencrypt"].directory_url
     assert ca.renew_days == 30
     assert "R11" in ca.issuer_names
-    dc = repo.add_ca(
+    dc = cas.add_ca(
         s,
         name="DC",
         vendor="digicert",
@@ -215,26 +222,26 @@ def test_ca_crud(s: Session) -> None:
         renew_days=7,
     )
     assert dc.eab_hmac_key is not None and dc.eab_hmac_key.startswith("enc:")
-    assert [c.name for c in repo.list_cas(s)] == ["DC", "LE"]
+    assert [c.name for c in cas.list_cas(s)] == ["DC", "LE"]
 
-    repo.update_ca(s, "LE", renew_days=10, email="mailto:New@Example.COM", profile="tlsserver")
-    assert repo.get_ca(s, "LE").renew_days == 10
-    assert repo.get_ca(s, "LE").email == "New@example.com"
-    repo.update_ca(s, "LE", name="Lets Encrypt")
-    assert repo.get_ca(s, "Lets Encrypt").profile == "tlsserver"
-    repo.add_issuer_names(s, repo.get_ca(s, "Lets Encrypt"), ["R15", "r11"])
-    assert repo.get_ca(s, "Lets Encrypt").issuer_names.count("R11") == 1
-    assert "R15" in repo.get_ca(s, "Lets Encrypt").issuer_names
+    cas.update_ca(s, "LE", renew_days=10, email="mailto:New@Example.COM", profile="tlsserver")
+    assert cas.get_ca(s, "LE").renew_days == 10
+    assert cas.get_ca(s, "LE").email == "New@example.com"
+    cas.update_ca(s, "LE", name="Lets Encrypt")
+    assert cas.get_ca(s, "Lets Encrypt").profile == "tlsserver"
+    cas.add_issuer_names(s, cas.get_ca(s, "Lets Encrypt"), ["R15", "r11"])
+    assert cas.get_ca(s, "Lets Encrypt").issuer_names.count("R11") == 1
+    assert "R15" in cas.get_ca(s, "Lets Encrypt").issuer_names
 
-    repo.remove_ca(s, "DC")
-    assert [c.name for c in repo.list_cas(s)] == ["Lets Encrypt"]
+    cas.remove_ca(s, "DC")
+    assert [c.name for c in cas.list_cas(s)] == ["Lets Encrypt"]
 
 
 def test_custom_ca_needs_directory_url(s: Session) -> None:
     with pytest.raises(ConfigError) as err:
-        repo.add_ca(s, name="Mine", vendor="custom", email="a@example.com")
+        cas.add_ca(s, name="Mine", vendor="custom", email="a@example.com")
     assert "directory URL" in str(err.value.detail)
-    ca = repo.add_ca(
+    ca = cas.add_ca(
         s,
         name="Mine",
         vendor="custom",
@@ -247,7 +254,7 @@ def test_custom_ca_needs_directory_url(s: Session) -> None:
 def test_eab_required_vendor_without_eab(s: Session) -> None:
     before = counts(s)
     with pytest.raises(ConfigError) as err:
-        repo.add_ca(s, name="Z", vendor="zerossl", email="a@example.com")
+        cas.add_ca(s, name="Z", vendor="zerossl", email="a@example.com")
     assert "External Account Binding" in str(err.value.detail)
     assert counts(s) == before
 
@@ -265,7 +272,7 @@ def test_duplicate_ca_name(s: Session) -> None:
 )
 def test_invalid_contact(s: Session, email: str) -> None:
     with pytest.raises(InvalidContact) as err:
-        repo.add_ca(s, name="LE", vendor="letsencrypt", email=email)
+        cas.add_ca(s, name="LE", vendor="letsencrypt", email=email)
     assert err.value.message == "Error validating contact(s) :: unable to parse email address"
     assert str(err.value).startswith("Error validating contact(s) :: unable to parse email address")
     assert err.value.detail
@@ -275,16 +282,16 @@ def test_invalid_contact(s: Session, email: str) -> None:
 def test_update_with_bad_email_changes_nothing(s: Session) -> None:
     add_le(s)
     with pytest.raises(InvalidContact):
-        repo.update_ca(s, "LE", email="broken", renew_days=5)
-    assert repo.get_ca(s, "LE").renew_days == 30
-    assert repo.get_ca(s, "LE").email == "ops@example.com"
+        cas.update_ca(s, "LE", email="broken", renew_days=5)
+    assert cas.get_ca(s, "LE").renew_days == 30
+    assert cas.get_ca(s, "LE").email == "ops@example.com"
 
 
 @pytest.mark.parametrize("name", ["", "   ", "nope"])
 def test_unknown_ca(s: Session, name: str) -> None:
     add_le(s)
     with pytest.raises(CAConfigMissing) as err:
-        repo.get_ca(s, name)
+        cas.get_ca(s, name)
     assert err.value.message == "Config CA ID is empty/does not exist."
     if name == "nope":
         assert err.value.detail == "no CA vendor named 'nope'"
@@ -293,15 +300,15 @@ def test_unknown_ca(s: Session, name: str) -> None:
 def test_inactive_ca_is_missing_and_unknown_vendor(s: Session) -> None:
     add_le(s, active=False)
     with pytest.raises(CAConfigMissing):
-        repo.get_ca(s, "LE")
+        cas.get_ca(s, "LE")
     with pytest.raises(CAConfigMissing) as err:
-        repo.add_ca(s, name="X", vendor="acme-corp", email="a@example.com")
+        cas.add_ca(s, name="X", vendor="acme-corp", email="a@example.com")
     assert "valid vendors" in str(err.value.detail)
 
 
 def test_remove_ca_with_enrolled_certificates(s: Session) -> None:
     ca = add_le(s)
-    cert = repo.add_certificate(
+    cert = certificates.add_certificate(
         s,
         store="certificate",
         folder="/x/a",
@@ -310,9 +317,9 @@ def test_remove_ca_with_enrolled_certificates(s: Session) -> None:
         enrollment="auto",
     )
     with pytest.raises(ConfigError):
-        repo.remove_ca(s, "LE")
+        cas.remove_ca(s, "LE")
     assert counts(s)["ca_vendors"] == 1
-    repo.remove_ca(s, "LE", force=True)
+    cas.remove_ca(s, "LE", force=True)
     s.refresh(cert)
     assert cert.ca_vendor_id is None and cert.enrollment == "manual"
 
@@ -324,8 +331,8 @@ def test_account_key_is_stored_encrypted(home: Path, sqlite_engine: Engine) -> N
     engine = sqlite_engine
     with session_scope(engine) as s:
         ca = add_le(s)
-        assert repo.get_account(s, ca) is None
-        repo.save_account(
+        assert acme_accounts.get_account(s, ca) is None
+        acme_accounts.save_account(
             s,
             ca,
             account_url="https://acme.example/acct/1",
@@ -334,13 +341,13 @@ def test_account_key_is_stored_encrypted(home: Path, sqlite_engine: Engine) -> N
             key_type="ec256",
         )
     with session_scope(engine) as s:
-        ca = repo.get_ca(s, "LE")
-        account = repo.get_account(s, ca)
+        ca = cas.get_ca(s, "LE")
+        account = acme_accounts.get_account(s, ca)
         assert account is not None
         assert account.account_url == "https://acme.example/acct/1"
-        assert repo.account_key_pem(account) == ACCOUNT_KEY.encode()
+        assert acme_accounts.account_key_pem(account) == ACCOUNT_KEY.encode()
         # replacing keeps one account per CA
-        repo.save_account(
+        acme_accounts.save_account(
             s,
             ca,
             account_url="https://acme.example/acct/2",
@@ -350,8 +357,8 @@ def test_account_key_is_stored_encrypted(home: Path, sqlite_engine: Engine) -> N
         )
         assert counts(s)["acme_accounts"] == 1
         # another directory: the stored account no longer applies
-        repo.update_ca(s, "LE", directory_url="https://acme.other.example/directory")
-        assert repo.get_account(s, ca) is None
+        cas.update_ca(s, "LE", directory_url="https://acme.other.example/directory")
+        assert acme_accounts.get_account(s, ca) is None
     raw = (home / "acmeflow.db").read_bytes() + _wal_bytes(home / "acmeflow.db")
     assert b"TUlJQWNjb3VudEtleU1hdGVyaWFs" not in raw
     (stored,) = (
@@ -369,7 +376,7 @@ def _wal_bytes(db: Path) -> bytes:
 
 def test_account_cascades_with_its_ca(s: Session) -> None:
     ca = add_le(s)
-    repo.save_account(
+    acme_accounts.save_account(
         s,
         ca,
         account_url="https://a.example/1",
@@ -377,7 +384,7 @@ def test_account_cascades_with_its_ca(s: Session) -> None:
         contact=None,
         key_type="rsa2048",
     )
-    repo.remove_ca(s, "LE")
+    cas.remove_ca(s, "LE")
     assert counts(s)["acme_accounts"] == 0
 
 
@@ -390,7 +397,7 @@ def test_dns_provider_crud_and_sealed_secrets(
     engine = sqlite_engine
     monkeypatch.setenv("CF_API_TOKEN", "token-from-env")
     with session_scope(engine) as s:
-        p = repo.add_dns_provider(
+        p = dns_providers.add_dns_provider(
             s,
             name="CF",
             type="cloudflare",
@@ -399,18 +406,18 @@ def test_dns_provider_crud_and_sealed_secrets(
         )
         assert p.secrets["token"] == "env:CF_API_TOKEN"  # a reference stays a reference
         assert p.secrets["password"].startswith("enc:")
-        assert repo.provider_secrets(p) == {
+        assert dns_providers.provider_secrets(p) == {
             "token": "token-from-env",
             "password": "Literal-P@ssw0rd-xyz",
         }
     with session_scope(engine) as s:
-        repo.update_dns_provider(
+        dns_providers.update_dns_provider(
             s, "CF", settings={"ttl": 60}, secrets={"password": None, "key": "new-literal-key"}
         )
-        p = repo.get_dns_provider(s, "CF")
+        p = dns_providers.get_dns_provider(s, "CF")
         assert p.settings == {"zone": "example.com", "ttl": 60}
         assert set(p.secrets) == {"token", "key"}
-        assert [x.name for x in repo.list_dns_providers(s)] == ["CF"]
+        assert [x.name for x in dns_providers.list_dns_providers(s)] == ["CF"]
     raw = (
         sqlite3.connect(home / "acmeflow.db")
         .execute("SELECT secrets FROM dns_providers")
@@ -420,8 +427,8 @@ def test_dns_provider_crud_and_sealed_secrets(
     disk = (home / "acmeflow.db").read_bytes() + _wal_bytes(home / "acmeflow.db")
     assert b"Literal-P@ssw0rd-xyz" not in disk and b"new-literal-key" not in disk
     with session_scope(engine) as s:
-        repo.map_domains(s, "CF", ["example.com"])
-        repo.remove_dns_provider(s, "CF")
+        dns_providers.map_domains(s, "CF", ["example.com"])
+        dns_providers.remove_dns_provider(s, "CF")
         assert counts(s)["dns_providers"] == 0
         assert counts(s)["domain_mappings"] == 0
 
@@ -429,7 +436,7 @@ def test_dns_provider_crud_and_sealed_secrets(
 def test_eab_hmac_literal_not_on_disk(home: Path, sqlite_engine: Engine) -> None:
     engine = sqlite_engine
     with session_scope(engine) as s:
-        repo.add_ca(
+        cas.add_ca(
             s,
             name="G",
             vendor="google",
@@ -437,7 +444,7 @@ def test_eab_hmac_literal_not_on_disk(home: Path, sqlite_engine: Engine) -> None
             eab_kid="kid",
             eab_hmac_key="HMAC-literal-do-not-store",
         )
-        repo.add_ca(
+        cas.add_ca(
             s,
             name="Z",
             vendor="zerossl",
@@ -456,50 +463,50 @@ def test_eab_hmac_literal_not_on_disk(home: Path, sqlite_engine: Engine) -> None
 @pytest.mark.parametrize("inactive", [False, True])
 def test_unknown_or_inactive_provider(s: Session, inactive: bool) -> None:
     if inactive:
-        repo.add_dns_provider(s, name="TestDNS", type="rfc2136", settings={}, secrets={})
-        repo.set_dns_provider_active(s, "TestDNS", False)
+        dns_providers.add_dns_provider(s, name="TestDNS", type="rfc2136", settings={}, secrets={})
+        dns_providers.set_dns_provider_active(s, "TestDNS", False)
     with pytest.raises(DNSProviderUnavailable) as err:
-        repo.get_dns_provider(s, "TestDNS")
+        dns_providers.get_dns_provider(s, "TestDNS")
     assert err.value.message == "DNS Provider - TestDNS does not exist or is not active."
     if inactive:
-        assert repo.get_dns_provider(s, "TestDNS", include_inactive=True).active is False
+        assert dns_providers.get_dns_provider(s, "TestDNS", include_inactive=True).active is False
 
 
 def test_duplicate_provider_changes_nothing(s: Session) -> None:
-    repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
+    dns_providers.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
     before = counts(s)
     with pytest.raises(ConfigError):
-        repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={"k": "v"})
+        dns_providers.add_dns_provider(s, name="A", type="route53", settings={}, secrets={"k": "v"})
     assert counts(s) == before
 
 
 def test_domain_mapping_rules(s: Session) -> None:
-    repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
-    repo.add_dns_provider(s, name="B", type="azure", settings={}, secrets={})
-    assert repo.map_domains(s, "A", ["Example.COM.", "*.other.org", "example.com"]) == [
+    dns_providers.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
+    dns_providers.add_dns_provider(s, name="B", type="azure", settings={}, secrets={})
+    assert dns_providers.map_domains(s, "A", ["Example.COM.", "*.other.org", "example.com"]) == [
         "example.com",
         "other.org",
     ]
-    assert repo.mapped_domains(s, "A") == ["example.com", "other.org"]
-    repo.map_domains(s, "A", ["example.com"])  # same provider again: no-op
+    assert dns_providers.mapped_domains(s, "A") == ["example.com", "other.org"]
+    dns_providers.map_domains(s, "A", ["example.com"])  # same provider again: no-op
     before = counts(s)
     with pytest.raises(ConfigError) as err:
-        repo.map_domains(s, "B", ["new.net", "example.com"])
+        dns_providers.map_domains(s, "B", ["new.net", "example.com"])
     assert "example.com is already mapped to DNS provider 'A'" in str(err.value.detail)
     assert counts(s) == before  # new.net was not mapped either
     with pytest.raises(InvalidDomainName):
-        repo.map_domains(s, "B", ["bad_domain..com"])
+        dns_providers.map_domains(s, "B", ["bad_domain..com"])
     with pytest.raises(ConfigError):
-        repo.unmap_domains(s, "B", ["example.com"])
-    assert repo.unmap_domains(s, "A", ["other.org"]) == ["other.org"]
-    assert repo.list_domain_mappings(s) == {"example.com": "A"}
+        dns_providers.unmap_domains(s, "B", ["example.com"])
+    assert dns_providers.unmap_domains(s, "A", ["other.org"]) == ["other.org"]
+    assert dns_providers.list_domain_mappings(s) == {"example.com": "A"}
 
 
 def test_longest_suffix_wildcard_and_label_boundaries(s: Session) -> None:
-    repo.add_dns_provider(s, name="Apex", type="route53", settings={}, secrets={})
-    repo.add_dns_provider(s, name="Sub", type="azure", settings={}, secrets={})
-    repo.map_domains(s, "Apex", ["example.com"])
-    repo.map_domains(s, "Sub", ["a.example.com"])
+    dns_providers.add_dns_provider(s, name="Apex", type="route53", settings={}, secrets={})
+    dns_providers.add_dns_provider(s, name="Sub", type="azure", settings={}, secrets={})
+    dns_providers.map_domains(s, "Apex", ["example.com"])
+    dns_providers.map_domains(s, "Sub", ["a.example.com"])
     assert provider_index.provider_for_name(s, "example.com").name == "Apex"
     assert provider_index.provider_for_name(s, "x.y.example.com").name == "Apex"
     assert provider_index.provider_for_name(s, "a.example.com").name == "Sub"
@@ -517,8 +524,8 @@ def test_longest_suffix_wildcard_and_label_boundaries(s: Session) -> None:
 
 
 def test_unmapped_name_among_several(s: Session) -> None:
-    repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
-    repo.map_domains(s, "A", ["example.com"])
+    dns_providers.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
+    dns_providers.map_domains(s, "A", ["example.com"])
     with pytest.raises(MissingDNSProvider) as err:
         provider_index.providers_for_names(
             s, ["www.example.com", "shop.example.net", "x.example.org"]
@@ -529,10 +536,10 @@ def test_unmapped_name_among_several(s: Session) -> None:
 
 
 def test_mapped_provider_disabled(s: Session) -> None:
-    repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
-    repo.add_dns_provider(s, name="TestDNS", type="rfc2136", settings={}, secrets={})
-    repo.map_domains(s, "TestDNS", ["example.com"])
-    repo.set_dns_provider_active(s, "TestDNS", False)
+    dns_providers.add_dns_provider(s, name="A", type="route53", settings={}, secrets={})
+    dns_providers.add_dns_provider(s, name="TestDNS", type="rfc2136", settings={}, secrets={})
+    dns_providers.map_domains(s, "TestDNS", ["example.com"])
+    dns_providers.set_dns_provider_active(s, "TestDNS", False)
     with pytest.raises(DNSProviderUnavailable) as err:
         provider_index.provider_for_name(s, "www.example.com")
     assert err.value.message == "DNS Provider - TestDNS does not exist or is not active."
@@ -544,8 +551,10 @@ def test_no_active_provider(s: Session) -> None:
     with pytest.raises(NoActiveDNSProvider) as err:
         provider_index.providers_for_names(s, ["www.example.com"])
     assert err.value.message == "Renewal skipped as no active DNS providers are configured."
-    repo.add_dns_provider(s, name="A", type="route53", settings={}, secrets={}, active=False)
-    repo.map_domains(s, "A", ["example.com"])
+    dns_providers.add_dns_provider(
+        s, name="A", type="route53", settings={}, secrets={}, active=False
+    )
+    dns_providers.map_domains(s, "A", ["example.com"])
     with pytest.raises(NoActiveDNSProvider):
         provider_index.providers_for_names(s, ["www.example.com"])
 
@@ -566,29 +575,43 @@ def _cert(s: Session, **kw: object) -> Certificate:
         "fingerprint_sha256": "ab" * 32,
     }
     fields.update(kw)
-    return repo.add_certificate(s, **fields)
+    return certificates.add_certificate(s, **fields)
 
 
 def test_certificate_crud_and_find_identical(s: Session) -> None:
     ca = add_le(s)
     cert = _cert(s, ca_vendor_id=ca.id, enrollment="auto", csr_fields={"organization": "Acme"})
     assert cert.id is not None and cert.status == "active" and cert.source == "acmeflow"
-    assert repo.get_certificate(s, cert.id) is cert
-    assert repo.find_identical(s, ["Example.com", "www.example.com"], ca.id, "certificate") is cert
-    assert repo.find_identical(s, ["example.com"], ca.id, "certificate") is None
-    assert repo.find_identical(s, ["example.com", "www.example.com"], ca.id, "zero-touch") is None
-    assert repo.find_identical(s, ["example.com", "www.example.com"], None, "certificate") is None
-    assert [c.id for c in repo.list_certificates(s, ca="LE")] == [cert.id]
-    assert repo.list_certificates(s, enrollment="manual") == []
-    assert repo.find_by_fingerprint(s, "AB" * 32) == [cert]
+    assert certificates.get_certificate(s, cert.id) is cert
+    assert (
+        certificates.find_identical(s, ["Example.com", "www.example.com"], ca.id, "certificate")
+        is cert
+    )
+    assert certificates.find_identical(s, ["example.com"], ca.id, "certificate") is None
+    assert (
+        certificates.find_identical(s, ["example.com", "www.example.com"], ca.id, "zero-touch")
+        is None
+    )
+    assert (
+        certificates.find_identical(s, ["example.com", "www.example.com"], None, "certificate")
+        is None
+    )
+    assert [c.id for c in certificates.list_certificates(s, ca="LE")] == [cert.id]
+    assert certificates.list_certificates(s, enrollment="manual") == []
+    assert certificates.find_by_fingerprint(s, "AB" * 32) == [cert]
 
-    repo.update_certificate(s, cert, not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    assert repo.find_identical(s, ["example.com", "www.example.com"], ca.id, "certificate") is None
-    repo.update_certificate(s, cert, status="gone")
-    assert repo.list_certificates(s) == []
-    assert repo.list_certificates(s, status=None) == [cert]
+    certificates.update_certificate(
+        s, cert, not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    )
+    assert (
+        certificates.find_identical(s, ["example.com", "www.example.com"], ca.id, "certificate")
+        is None
+    )
+    certificates.update_certificate(s, cert, status="gone")
+    assert certificates.list_certificates(s) == []
+    assert certificates.list_certificates(s, status=None) == [cert]
     s.expire_all()
-    again = repo.get_certificate(s, cert.id)
+    again = certificates.get_certificate(s, cert.id)
     assert again.csr_fields == {"organization": "Acme"}
     assert again.not_after is not None and again.not_after.tzinfo is not None
 
@@ -597,7 +620,7 @@ def test_certificate_errors_change_nothing(s: Session) -> None:
     _cert(s)
     before = counts(s)
     with pytest.raises(NotFound):
-        repo.get_certificate(s, 999)
+        certificates.get_certificate(s, 999)
     with pytest.raises(ConfigError):
         _cert(s)  # same folder in the same store
     with pytest.raises(ConfigError):
@@ -630,7 +653,7 @@ def test_certificates_due(s: Session) -> None:
         renewal_due_at=now,
         next_attempt_at=now + dt.timedelta(hours=1),
     )
-    assert repo.certificates_due(s, now=now + dt.timedelta(seconds=1)) == [due]
+    assert certificates.certificates_due(s, now=now + dt.timedelta(seconds=1)) == [due]
 
 
 # --- log ---------------------------------------------------------------------------------------
@@ -638,7 +661,7 @@ def test_certificates_due(s: Session) -> None:
 
 def test_log(s: Session) -> None:
     cert = _cert(s)
-    first = repo.log_start(
+    first = history.log_start(
         s,
         kind="issue",
         names=["a.example.com"],
@@ -647,11 +670,11 @@ def test_log(s: Session) -> None:
         flow_run_id="run-1",
     )
     assert first.status == "running" and first.finished_at is None
-    repo.log_finish(s, first, status="success", serial="0a", certificate_id=cert.id)
-    second = repo.log_start(
+    history.log_finish(s, first, status="success", serial="0a", certificate_id=cert.id)
+    second = history.log_start(
         s, kind="renew", names=["b.example.com"], ca_name="LE", store=None, certificate_id=cert.id
     )
-    repo.log_finish(
+    history.log_finish(
         s,
         second,
         status="failed",
@@ -659,21 +682,21 @@ def test_log(s: Session) -> None:
         detail="no DNS provider is mapped for b.example.com",
         root_cause="MissingDNSProvider",
     )
-    assert repo.get_log_entry(s, second.id) is second
-    assert [e.id for e in repo.list_log(s)] == [second.id, first.id]
-    assert [e.id for e in repo.list_log(s, failed_only=True)] == [second.id]
-    assert {e.id for e in repo.list_log(s, certificate_id=cert.id)} == {first.id, second.id}
-    assert repo.list_log(s, since=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == []
-    assert len(repo.list_log(s, limit=1)) == 1
+    assert history.get_log_entry(s, second.id) is second
+    assert [e.id for e in history.list_log(s)] == [second.id, first.id]
+    assert [e.id for e in history.list_log(s, failed_only=True)] == [second.id]
+    assert {e.id for e in history.list_log(s, certificate_id=cert.id)} == {first.id, second.id}
+    assert history.list_log(s, since=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == []
+    assert len(history.list_log(s, limit=1)) == 1
     with pytest.raises(ConfigError):
-        repo.log_finish(s, first, status="running")
+        history.log_finish(s, first, status="running")
     with pytest.raises(ConfigError):
-        repo.log_start(s, kind="teleport", names=[], ca_name=None, store=None)
+        history.log_start(s, kind="teleport", names=[], ca_name=None, store=None)
     # deleting the certificate keeps its history
     s.delete(cert)
     s.flush()
     s.expire_all()
-    assert repo.get_log_entry(s, first.id).certificate_id is None
+    assert history.get_log_entry(s, first.id).certificate_id is None
 
 
 def test_schema_head_constant_is_alembics_head() -> None:

@@ -231,7 +231,7 @@ def test_sweep_removes_staged_keys_closes_interrupted_history_and_releases_expir
 ) -> None:
     """What a killed run leaves besides TXT values: a staged key, a `running` history row and
     its lease. Young ones (a run still going) are left alone."""
-    from acmeflow.core.state import leases, repo
+    from acmeflow.core.state import history, leases
     from acmeflow.core.state.models import LogEntry
     from acmeflow.core.stores import stores_from_settings
 
@@ -241,7 +241,7 @@ def test_sweep_removes_staged_keys_closes_interrupted_history_and_releases_expir
     three_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
     os.utime(old_key, (three_hours_ago.timestamp(), three_hours_ago.timestamp()))
     with database() as s:
-        killed = repo.log_start(
+        killed = history.log_start(
             s,
             kind="renew",
             names=["k.example.com"],
@@ -250,7 +250,7 @@ def test_sweep_removes_staged_keys_closes_interrupted_history_and_releases_expir
             flow_run_id="run-killed",
         )
         killed.started_at = three_hours_ago
-        young = repo.log_start(
+        young = history.log_start(
             s, kind="renew", names=["y.example.com"], ca_name="sandbox", store="certificate"
         )
         leases.acquire(

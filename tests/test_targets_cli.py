@@ -12,7 +12,7 @@ from typer.testing import Result
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core.certinfo import parse_certificate
-from acmeflow.core.state import repo, targets
+from acmeflow.core.state import certificates, targets
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.stores import stores_from_settings
 from tests.fakes import TestPKI
@@ -55,7 +55,7 @@ def seed_certificate(pki: TestPKI, store: str, name: str) -> int:
         metadata={},
     )
     with session_scope(open_database(get_settings().resolved_database_url)) as s:
-        cert = repo.add_certificate(
+        cert = certificates.add_certificate(
             s, store=store, folder=str(folder), names=[name], serial=info.serial
         )
         return cert.id

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from acmeflow.core.state import repo
+from acmeflow.core.state import cas
 from acmeflow.core.state.models import CAVendor, Certificate
 
 
@@ -85,7 +85,7 @@ def ca_facts(s: Session) -> list[CAFacts]:
     """The cadence inputs of every active CA vendor, by name."""
     lifetimes = learned_lifetimes(s)
     windows = narrowest_ari_windows(s)
-    cas: list[CAVendor] = repo.list_cas(s, include_inactive=False)
+    vendors: list[CAVendor] = cas.list_cas(s, include_inactive=False)
     return [
         CAFacts(
             name=ca.name,
@@ -95,5 +95,5 @@ def ca_facts(s: Session) -> list[CAFacts]:
             learned_lifetime=lifetimes.get(ca.id),
             ari_window=windows.get(ca.id),
         )
-        for ca in cas
+        for ca in vendors
     ]

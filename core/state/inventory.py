@@ -43,7 +43,7 @@ from acmeflow.core.scan import (
     find_duplicates,
 )
 from acmeflow.core.secrets import ENCRYPTED_PREFIX, SecretBox, default_box, unseal
-from acmeflow.core.state import repo
+from acmeflow.core.state import cas, certificates
 from acmeflow.core.state.models import AppSetting, CAVendor, Certificate, utcnow
 from acmeflow.core.stores import names_digest
 
@@ -615,7 +615,7 @@ def inventory_report(
 
 
 def _load(s: Session, ids: Iterable[int]) -> list[Certificate]:
-    certs = repo.certificates_by_id(s, ids)
+    certs = certificates.certificates_by_id(s, ids)
     gone = [c.id for c in certs if c.status != "active"]
     if gone:
         raise NotFound(
@@ -666,7 +666,7 @@ def enroll(
     by another CA (or by a CA acmeflow does not know) needs ``confirm_vendor_change``: it is
     then renewed through ``ca_name`` when its window opens.
     """
-    ca = repo.get_ca(s, ca_name)
+    ca = cas.get_ca(s, ca_name)
     certs = _load(s, cert_ids)
     taken = [c for c in certs if c.ca_vendor_id is not None and c.ca_vendor_id != ca.id]
     if taken:
@@ -743,7 +743,7 @@ def migrate(
 def certificates_issued_by(s: Session, ca_name: str, *, unassigned_only: bool = True) -> list[int]:
     """Ids of active certificates classified as issued by ``ca_name`` (by default only those
     under no CA yet): the selection list of that CA."""
-    ca = repo.get_ca(s, ca_name)
+    ca = cas.get_ca(s, ca_name)
     q = select(Certificate.id).where(
         Certificate.status == "active", Certificate.issued_by_ca_id == ca.id
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from acmeflow.core.errors import DNSProviderUnavailable, MissingDNSProvider, NoActiveDNSProvider
 from acmeflow.core.names import name_suffixes
-from acmeflow.core.state import repo
+from acmeflow.core.state import dns_providers
 from acmeflow.core.state.models import DNSProviderConfig, DomainMapping
 
 
@@ -67,11 +67,11 @@ def provider_index(s: Session) -> ProviderIndex:
 
 def provider_for_name(s: Session, name: str) -> DNSProviderConfig:
     """The configured provider of one name (see :meth:`ProviderIndex.provider_for`)."""
-    return repo.get_dns_provider(s, provider_index(s).provider_for(name))
+    return dns_providers.get_dns_provider(s, provider_index(s).provider_for(name))
 
 
 def providers_for_names(s: Session, names: Iterable[str]) -> dict[str, DNSProviderConfig]:
     """The configured provider of every name (see :meth:`ProviderIndex.providers_for`)."""
     by_name = provider_index(s).providers_for(names)
-    configs = {p: repo.get_dns_provider(s, p) for p in set(by_name.values())}
+    configs = {p: dns_providers.get_dns_provider(s, p) for p in set(by_name.values())}
     return {name: configs[provider] for name, provider in by_name.items()}

@@ -1,8 +1,9 @@
 """Renewal queries (F6): which certificates to look at, their DNS providers, and what a
 renewal attempt changes on the certificate row (ARI window, backoff, success).
 
-Like :mod:`core.state.repo` these functions flush but never commit; times are aware UTC and
-always passed in (``now``), so a what-if run with another clock behaves the same.
+Like the other state modules (:mod:`core.state.cas` and its siblings) these functions flush
+but never commit; times are aware UTC and always passed in (``now``), so a what-if run with
+another clock behaves the same.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from acmeflow.core.errors import (
     ConfigError,
     NotFound,
 )
-from acmeflow.core.state import leases, repo
+from acmeflow.core.state import certificates, leases
 from acmeflow.core.state.models import CAVendor, Certificate
 
 
@@ -208,7 +209,7 @@ def candidates_by_id(
     has none; a certificate under another CA raises ConfigError (enroll it under the new CA
     first: that is a vendor change).
     """
-    certs = repo.certificates_by_id(s, certificate_ids)
+    certs = certificates.certificates_by_id(s, certificate_ids)
     override = None
     if ca is not None:
         override = s.scalars(select(CAVendor).where(CAVendor.name == ca)).one_or_none()

@@ -1,7 +1,7 @@
 """Queries over deploy targets and their bindings to certificates (F7).
 
-Like :mod:`core.state.repo`: every function validates before it changes anything, flushes
-but never commits, and raises catalog errors. Target secrets are sealed here
+Like :mod:`core.state.cas` and its siblings: every function validates before it changes
+anything, flushes but never commits, and raises catalog errors. Target secrets are sealed here
 (:mod:`core.secrets`): literals are encrypted, ``env:`` / ``file:`` / ``prefect-block:``
 references are kept as references. Checking a target's type and fields against the adapters
 is the caller's job (core does not import providers).
@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from acmeflow.core.errors import ConfigError, NotFound
 from acmeflow.core.secrets import BlockResolver, SecretBox, seal_all, unseal_all
+from acmeflow.core.state.certificates import certificates_by_id
+from acmeflow.core.state.dns_providers import apply_changes, apply_secret_changes
 from acmeflow.core.state.models import Certificate, DeployTargetConfig, TargetBinding, utcnow
-from acmeflow.core.state.repo import apply_changes, apply_secret_changes, certificates_by_id
 
 _MAX_ERROR = 4000
 
