@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from acmeflow.cli_logs import parse_since
 from acmeflow.core.errors import ConfigError, MissingDNSProvider
-from acmeflow.core.state import certificates, history
+from acmeflow.core.state import certificates
+from acmeflow.core.state import history as entries
 from acmeflow.core.state.db import session_scope
 from tests.support import run_cli as cli
 from tests.test_scan import engine, local_home  # noqa: F401  (fixtures)
@@ -36,7 +37,7 @@ def history(engine: Engine) -> dict[str, int]:
         b = certificates.add_certificate(
             s, store="zero-touch", folder="/b", names=["b.example.com"]
         )
-        old = history.log_start(
+        old = entries.log_start(
             s,
             kind="issue",
             names=a.names,
@@ -45,11 +46,11 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=a.id,
             flow_run_id="11111111-1111-1111-1111-111111111111",
         )
-        history.log_finish(
+        entries.log_finish(
             s, old, status="success", message="certificate issued, serial 1a", serial="1a"
         )
         old.started_at = NOW - timedelta(days=30)
-        renew = history.log_start(
+        renew = entries.log_start(
             s,
             kind="renew",
             names=a.names,
@@ -58,10 +59,10 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=a.id,
             flow_run_id="22222222-2222-2222-2222-222222222222",
         )
-        history.log_finish(s, renew, status="success", message="certificate issued, serial 2b")
+        entries.log_finish(s, renew, status="success", message="certificate issued, serial 2b")
         renew.started_at = NOW - timedelta(hours=2)
         error = MissingDNSProvider(detail="no DNS provider is mapped for b.example.com")
-        failed = history.log_start(
+        failed = entries.log_start(
             s,
             kind="renew",
             names=b.names,
@@ -70,7 +71,7 @@ def history(engine: Engine) -> dict[str, int]:
             certificate_id=b.id,
             flow_run_id="33333333-3333-3333-3333-333333333333",
         )
-        history.log_finish(
+        entries.log_finish(
             s,
             failed,
             status="failed",
