@@ -39,6 +39,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ METADATA_FILE = "metadata.json"
 SET_FILES = (CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, METADATA_FILE)
 PREVIOUS_DIR = "previous"
 STAGING_DIR = ".staging"
-INCOMING_DIR = ".incoming"
+ARCHIVE_DIR = "archive"
+CURRENT_LINK = "current"
 LOCK_FILE = ".lock"
 
 CERTIFICATE_EXTENSIONS = (".pem", ".crt", ".cer", ".der", ".p12", ".pfx")
@@ -268,31 +270,85 @@ class CertificateStore:
             ),
         }
 
-        # 1. stage the complete new set
-        staging = folder / f".staging-{secrets.token_hex(6)}"
-        staging.mkdir(mode=0o700)
-        try:
-            for name, (data, mode) in contents.items():
-                write_new(staging / name, data, mode)
-            fsync_dir(staging)
-            # 2. keep the current set
-            if live.cert.exists():
-                self._archive(folder)
-            # 3. commit point
-            os.rename(staging, folder / INCOMING_DIR)
-            fsync_dir(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        # 4-5. swap in and clean up
-        self._roll_forward(folder)
+        if live.cert.exists():
+            self._migrate_legacy(folder)
+            self._archive(folder)
+        version = self._stage_version(folder, contents)
+        old_version = _current_version(folder)
+        self._switch(folder, version)
+        self._link_live_names(folder)
+        if old_version is not None and old_version != version:
+            shutil.rmtree(folder / ARCHIVE_DIR / old_version, ignore_errors=True)
         self._prune(folder)
         return live
 
+    def _stage_version(self, folder: Path, contents: dict[str, tuple[bytes, int]]) -> str:
+        """Write a complete version into ``archive/<version>/`` (made under a temporary name,
+        then renamed, so a version folder is complete or absent); its name."""
+        archive = folder / ARCHIVE_DIR
+        mkdir_private(archive, self.dir_mode)
+        version = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}"
+        tmp = archive / f".tmp-{secrets.token_hex(6)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            for name, (data, mode) in contents.items():
+                write_new(tmp / name, data, mode)
+            fsync_dir(tmp)
+            os.rename(tmp, archive / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(archive)
+        return version
+
+    def _switch(self, folder: Path, version: str) -> None:
+        """The commit point: one rename of a new ``current`` link over the old one."""
+        link = folder / f".current-{secrets.token_hex(6)}"
+        os.symlink(f"{ARCHIVE_DIR}/{version}", link)
+        try:
+            os.replace(link, folder / CURRENT_LINK)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            raise
+        fsync_dir(folder)
+
+    @staticmethod
+    def _link_live_names(folder: Path) -> None:
+        """Make each user-facing name a link to ``current/<name>`` (idempotent)."""
+        changed = False
+        for name in SET_FILES:
+            path = folder / name
+            target = f"{CURRENT_LINK}/{name}"
+            with contextlib.suppress(OSError):
+                if os.readlink(path) == target:
+                    continue
+            link = folder / f".{name}.{secrets.token_hex(6)}.link"
+            os.symlink(target, link)
+            os.replace(link, path)
+            changed = True
+        if changed:
+            fsync_dir(folder)
+
+    def _migrate_legacy(self, folder: Path) -> None:
+        """Move a set of regular files (the layout before versioned folders) into a version.
+
+        The set is copied into ``archive/``, ``current`` is pointed at it, then each
+        regular file is replaced by a link to the same content: consistent at every step.
+        """
+        if (folder / CURRENT_LINK).is_symlink():
+            return
+        contents = {}
+        for name in SET_FILES:
+            path = folder / name
+            if path.is_file():
+                contents[name] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+        self._switch(folder, self._stage_version(folder, contents))
+        self._link_live_names(folder)
+
     def read(self, folder: Path) -> StoredCertificate:
-        """The live files of ``folder`` (an interrupted write is completed first)."""
+        """The live files of ``folder`` (an interrupted write is cleaned up first)."""
         folder = self._own(folder)
-        if (folder / INCOMING_DIR).is_dir():
+        if _interrupted(folder):
             with _locked(folder):
                 self._recover_folder(folder)
         live = StoredCertificate.at(folder)
@@ -308,42 +364,48 @@ class CertificateStore:
         return sorted(p for p in prev.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def recover(self) -> int:
-        """Finish or discard interrupted writes in every folder; returns folders repaired."""
+        """Clean up interrupted writes in every folder; returns the folders repaired.
+
+        Cheap when there is nothing to do (a few ``stat`` calls per folder).
+        """
         repaired = 0
         if not self.root.is_dir():
             return 0
         for folder in self.root.iterdir():
-            if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith("."):
-                interrupted = (folder / INCOMING_DIR).is_dir() or any(folder.glob(".staging-*"))
-                if interrupted:
-                    with _locked(folder):
-                        repaired += self._recover_folder(folder)
+            if (
+                folder.is_dir()
+                and not folder.is_symlink()
+                and not folder.name.startswith(".")
+                and _interrupted(folder)
+            ):
+                with _locked(folder):
+                    repaired += self._recover_folder(folder)
         return repaired
 
     def _recover_folder(self, folder: Path) -> int:
-        repaired = 0
-        if (folder / INCOMING_DIR).is_dir():
-            self._roll_forward(folder)
-            repaired = 1
-        for leftover in folder.glob(".staging-*"):
+        """Remove what an interrupted write left; the live set is the one ``current`` names."""
+        if not _interrupted(folder):
+            return 0
+        for leftover in folder.glob(".*.link"):
+            leftover.unlink(missing_ok=True)
+        for leftover in folder.glob(".current-*"):
+            leftover.unlink(missing_ok=True)
+        for leftover in folder.glob(".staging-*"):  # the layout before versioned folders
             shutil.rmtree(leftover, ignore_errors=True)
-            repaired = 1
+        current = _current_version(folder)
+        archive = folder / ARCHIVE_DIR
+        if archive.is_dir():
+            for version in archive.iterdir():
+                if version.name != current:
+                    shutil.rmtree(version, ignore_errors=True)
+        if current is not None:
+            self._link_live_names(folder)
         prev = folder / PREVIOUS_DIR
         if prev.is_dir():
             for leftover in prev.glob(".tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-        return repaired
-
-    def _roll_forward(self, folder: Path) -> None:
-        incoming = folder / INCOMING_DIR
-        for name in SET_FILES:
-            src = incoming / name
-            if src.exists():
-                os.replace(src, folder / name)
         fsync_dir(folder)
-        # not fsynced: an .incoming folder that comes back after a crash is empty and is
-        # removed by the next recovery
-        shutil.rmtree(incoming, ignore_errors=True)
+        return 1
 
     def _archive(self, folder: Path) -> Path:
         """Hard-link the live set into ``previous/<UTC timestamp>-<serial>/``."""
@@ -364,7 +426,7 @@ class CertificateStore:
         tmp.mkdir(mode=0o700)
         try:
             for name in SET_FILES:
-                src = folder / name
+                src = (folder / name).resolve()
                 if src.exists():
                     try:
                         os.link(src, tmp / name)
@@ -398,7 +460,8 @@ class CertificateStore:
         if not self.root.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d != PREVIOUS_DIR and not d.startswith("."))
+            skipped = (PREVIOUS_DIR, ARCHIVE_DIR, CURRENT_LINK)
+            dirnames[:] = sorted(d for d in dirnames if d not in skipped and not d.startswith("."))
             managed = CERT_FILE in filenames and METADATA_FILE in filenames
             for name in sorted(filenames):
                 lower = name.lower()
@@ -461,6 +524,32 @@ class CertificateStore:
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
         return sorted(removed)
+
+
+def _current_version(folder: Path) -> str | None:
+    """The name of the version ``current`` points to (None: no versioned set yet)."""
+    try:
+        return Path(os.readlink(folder / CURRENT_LINK)).name
+    except OSError:
+        return None
+
+
+def _interrupted(folder: Path) -> bool:
+    """Whether a write of ``folder`` left something behind (a few ``stat`` calls)."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    if any(e.startswith((".current-", ".staging-")) or e.endswith(".link") for e in entries):
+        return True
+    current = _current_version(folder)
+    archive = folder / ARCHIVE_DIR
+    if ARCHIVE_DIR in entries and set(os.listdir(archive)) != ({current} if current else set()):
+        return True
+    if current and not all(os.path.islink(folder / name) for name in SET_FILES):
+        return True
+    prev = folder / PREVIOUS_DIR
+    return PREVIOUS_DIR in entries and any(e.startswith(".tmp-") for e in os.listdir(prev))
 
 
 def _looks_like_key(path: Path) -> bool:

@@ -17,7 +17,8 @@ from cryptography.x509.oid import NameOID
 from acmeflow.config.settings import Settings
 from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
 from acmeflow.core.stores import (
-    INCOMING_DIR,
+    ARCHIVE_DIR,
+    CURRENT_LINK,
     CertificateStore,
     StoredCertificate,
     names_digest,
@@ -90,8 +91,10 @@ def test_write_layout_and_modes(store: CertificateStore) -> None:
     folder = store.folder_for(["www.example.com"])
     stored = put(store, folder, cert, key)
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "archive",
         "cert.pem",
         "chain.pem",
+        "current",
         "fullchain.pem",
         "metadata.json",
         "privkey.pem",
@@ -189,33 +192,61 @@ def test_prune_keeps_newest_versions(tmp_path: Path) -> None:
     assert serial_hex((folder / "cert.pem").read_text()) == serials[4]
 
 
-def test_interrupted_swap_is_rolled_forward(store: CertificateStore) -> None:
-    """A crash after the commit point (``.incoming`` renamed in) completes on next read."""
-    names = ["crash.example.com"]
+def test_live_names_are_links_into_one_version(store: CertificateStore) -> None:
+    names = ["links.example.com"]
     folder = store.folder_for(names)
     cert1, key1 = make_cert(names)
     put(store, folder, cert1, key1)
     cert2, key2 = make_cert(names)
-    # simulate: new set committed as .incoming, two files already swapped, then a crash
-    incoming = folder / INCOMING_DIR
-    incoming.mkdir()
+    put(store, folder, cert2, key2)
+    current = os.readlink(folder / CURRENT_LINK)
+    assert [p.name for p in (folder / ARCHIVE_DIR).iterdir()] == [Path(current).name]
+    for name in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "metadata.json"):
+        assert os.readlink(folder / name) == f"{CURRENT_LINK}/{name}"
+    assert stat.S_IMODE((folder / ARCHIVE_DIR).stat().st_mode) == 0o700
+
+
+def test_crash_after_staging_a_version_keeps_the_old_set(store: CertificateStore) -> None:
+    names = ["staged.example.com"]
+    folder = store.folder_for(names)
+    cert1, key1 = make_cert(names)
+    put(store, folder, cert1, key1)
+    half = folder / ARCHIVE_DIR / "20990101T000000.000000Z-dead"
+    half.mkdir()
+    (half / "cert.pem").write_text("never switched to")
+    (folder / ".current-0123456789ab").symlink_to(f"{ARCHIVE_DIR}/{half.name}")
+    stored = store.read(folder)
+    assert stored.cert.read_text() == cert1
+    assert stored.privkey.read_text() == key1
+    assert not half.exists()
+    assert not (folder / ".current-0123456789ab").is_symlink()
+
+
+def test_legacy_folder_is_read_and_migrated_by_its_next_write(store: CertificateStore) -> None:
+    names = ["legacy.example.com"]
+    folder = store.folder_for(names)
+    cert1, key1 = make_cert(names)
+    folder.mkdir(parents=True, mode=0o700)
     for name, text in {
-        "cert.pem": cert2,
-        "chain.pem": "C2",
-        "fullchain.pem": cert2 + "C2",
-        "privkey.pem": key2,
+        "cert.pem": cert1,
+        "chain.pem": "C1",
+        "fullchain.pem": cert1 + "C1",
+        "privkey.pem": key1,
         "metadata.json": "{}",
     }.items():
-        (incoming / name).write_text(text)
-    os.replace(incoming / "cert.pem", folder / "cert.pem")
-    os.replace(incoming / "chain.pem", folder / "chain.pem")
-    assert (folder / "privkey.pem").read_text() == key1  # mixed set on disk right now
+        (folder / name).write_text(text)
+    assert store.read(folder).privkey.read_text() == key1
+    assert [p.name for p in store.iter_certificate_files()] == ["cert.pem"]
 
-    stored = store.read(folder)
+    cert2, key2 = make_cert(names)
+    stored = put(store, folder, cert2, key2)
+    assert os.readlink(folder / "privkey.pem") == f"{CURRENT_LINK}/privkey.pem"
     assert stored.cert.read_text() == cert2
     assert stored.privkey.read_text() == key2
-    assert stored.fullchain.read_text() == cert2 + "C2"
-    assert not incoming.exists()
+    assert stat.S_IMODE(stored.privkey.stat().st_mode) == 0o600
+    (prev,) = store.previous_versions(folder)
+    assert (prev / "privkey.pem").read_text() == key1
+    assert len(list((folder / ARCHIVE_DIR).iterdir())) == 1
 
 
 def test_crash_before_commit_leaves_old_set(store: CertificateStore) -> None:
