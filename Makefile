@@ -17,11 +17,11 @@ venv: $(STAMP)
 
 system-packages:
 	@missing=""; \
-	for bin in pebble named nginx; do command -v $$bin >/dev/null || [ -x /usr/sbin/$$bin ] || missing="$$missing $$bin"; done; \
+	for bin in pebble named nginx strace; do command -v $$bin >/dev/null || [ -x /usr/sbin/$$bin ] || missing="$$missing $$bin"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble bind9 bind9-utils dnsutils nginx postgresql >/dev/null; \
-	  else echo "missing:$$missing -- run: sudo apt-get install pebble bind9 bind9-utils dnsutils nginx postgresql" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble bind9 bind9-utils dnsutils nginx postgresql strace >/dev/null; \
+	  else echo "missing:$$missing -- run: sudo apt-get install pebble bind9 bind9-utils dnsutils nginx postgresql strace" >&2; exit 1; fi; \
 	fi
 
 demo: venv system-packages

@@ -14,6 +14,7 @@ from acmeflow.core import errors
 from acmeflow.core.scan import OTHER_CA
 from acmeflow.core.state import cas, certificates, inventory, provider_index
 from acmeflow.core.state.models import Certificate
+from acmeflow.core.stores import stores_from_settings
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
 
@@ -195,6 +196,7 @@ def certs_verify(
         raise errors.ConfigError(detail="give --root FILE or --sandbox")
     with database() as s:
         files = _files(certificates.get_certificate(s, cert_id))
+    stores_from_settings(get_settings())  # recovers a store write a crash interrupted
     try:
         if "chain" in files:
             leaf_pem = Path(files["cert"]).read_bytes()

@@ -566,7 +566,28 @@ def _looks_like_key(path: Path) -> bool:
     return b"PRIVATE KEY-----" in head and b"-----BEGIN CERTIFICATE-----" not in head
 
 
+#: Store roots already recovered by this process (recovery runs once per process per store).
+_RECOVERED: set[Path] = set()
+_RECOVERED_LOCK = threading.Lock()
+
+
+def recover_once(store: CertificateStore) -> None:
+    """Run :meth:`CertificateStore.recover` the first time this process opens ``store``."""
+    root = store.root.resolve()
+    with _RECOVERED_LOCK:
+        if root in _RECOVERED:
+            return
+        store.recover()
+        _RECOVERED.add(root)
+
+
 def stores_from_settings(settings: Settings | None = None) -> dict[str, CertificateStore]:
-    """Both stores, at the paths of the settings."""
+    """Both stores, at the paths of the settings, with interrupted writes recovered (once
+    per process): every flow, task and command that reads a store opens it here."""
     settings = settings or get_settings()
-    return {kind: CertificateStore(settings.store_path(kind), kind) for kind in STORE_KINDS}
+    stores: dict[str, CertificateStore] = {
+        kind: CertificateStore(settings.store_path(kind), kind) for kind in STORE_KINDS
+    }
+    for store in stores.values():
+        recover_once(store)
+    return stores

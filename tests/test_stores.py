@@ -348,3 +348,19 @@ def test_stores_from_settings(tmp_path: Path) -> None:
 def test_unknown_store_kind() -> None:
     with pytest.raises(ConfigError):
         CertificateStore(Path("/tmp/x"), "other")  # type: ignore[arg-type]
+
+
+def test_stores_from_settings_recovers_each_store_once_per_process(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, zero_touch_store=tmp_path / "zt")
+    store = CertificateStore(settings.store_path("certificate"), "certificate")
+    names = ["once.example.com"]
+    folder = store.folder_for(names)
+    cert, key = make_cert(names)
+    put(store, folder, cert, key)
+    half_written = folder / ARCHIVE_DIR / ".tmp-0123456789ab"
+    half_written.mkdir()
+    stores_from_settings(settings)
+    assert not half_written.exists()
+    half_written.mkdir()
+    stores_from_settings(settings)  # already recovered by this process: no second pass
+    assert half_written.exists()
