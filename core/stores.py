@@ -5,7 +5,11 @@ Layout of a store root::
     <root>/
       .staging/<request-id>.key          keys of orders in flight (folder 0700, keys 0600)
       <slug>-<hash8>/                    one certificate (folder 0700)
-        cert.pem chain.pem fullchain.pem privkey.pem (0600) metadata.json
+        archive/<version>/               the live version: cert.pem chain.pem fullchain.pem
+                                         privkey.pem (0600) metadata.json
+        current -> archive/<version>     the one link that says which version is live
+        cert.pem -> current/cert.pem     the user-facing names (likewise chain.pem,
+                                         fullchain.pem, privkey.pem, metadata.json)
         previous/<UTC timestamp>-<serial>/   earlier versions, newest ``keep_previous`` kept
 
 The folder name depends only on the certificate's name set, so a renewal replaces the
@@ -14,19 +18,19 @@ certificate in place and the previous version moves to ``previous/``.
 Crash guarantee of :meth:`CertificateStore.write` (each step's files and folders are fsynced
 before the next step depends on them):
 
-1. the new set is written to ``.staging-<random>/`` inside the certificate folder;
-2. the current set is hard-linked into ``previous/<ts>-<serial>/`` (made under a temporary
+1. the current set is hard-linked into ``previous/<ts>-<serial>/`` (made under a temporary
    name, then renamed, so a previous version is either complete or absent);
-3. the staging folder is renamed to ``.incoming`` -- the commit point;
-4. each file is moved from ``.incoming`` over the live one with ``os.replace``;
-5. ``.incoming`` is removed.
+2. the new set is written to ``archive/.tmp-<random>/`` and renamed to ``archive/<version>``;
+3. a new link to it is renamed over ``current`` -- the commit point, one atomic rename;
+4. the replaced version is removed from ``archive/``.
 
-A crash before step 3 leaves the old set live and untouched (leftovers are removed on the
-next access). A crash after step 3 is rolled forward by the next ``read``/``write`` of that
-folder (and by :meth:`CertificateStore.recover`): the remaining files are moved, so the live
-set is then entirely the new one. The live set is therefore never a mix after recovery; a
-process reading the files *during* step 4 of a running write (a window of a few renames)
-can see a mix, which is why deployment reads go through :meth:`read`, after the write.
+Whoever opens the files through the user-facing names sees the old set before step 3 and
+the new set after it, never a mix, also while a write runs. What a crash leaves (a temporary
+or never-switched version, a temporary link) is removed by :meth:`CertificateStore.recover`,
+which :func:`stores_from_settings` runs once per process before anything reads the store.
+A folder of regular files (the layout before versioned folders) is read as it is; its next
+write first moves it into a version (``current`` switched to a copy of the same set, then
+each file replaced by its link: the same content at every step).
 """
 
 from __future__ import annotations
