@@ -43,7 +43,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -345,7 +344,7 @@ class CertificateStore:
         for name in SET_FILES:
             path = folder / name
             if path.is_file():
-                contents[name] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+                contents[name] = (path.read_bytes(), 0o600 if name == KEY_FILE else 0o644)
         self._switch(folder, self._stage_version(folder, contents))
         self._link_live_names(folder)
 
