@@ -317,9 +317,10 @@ class CertificateStore:
 
     @staticmethod
     def _link_live_names(folder: Path) -> None:
-        """Make each user-facing name a link to ``current/<name>`` (idempotent)."""
+        """Make each user-facing name a link to ``current/<name>`` (idempotent), ``cert.pem``
+        last: while it is absent, recovery knows the links were not all made."""
         changed = False
-        for name in SET_FILES:
+        for name in sorted(SET_FILES, key=lambda name: name == CERT_FILE):
             path = folder / name
             target = f"{CURRENT_LINK}/{name}"
             with contextlib.suppress(OSError):
@@ -549,10 +550,17 @@ def _interrupted(folder: Path) -> bool:
     archive = folder / ARCHIVE_DIR
     if ARCHIVE_DIR in entries and set(os.listdir(archive)) != ({current} if current else set()):
         return True
-    if current and not all(os.path.islink(folder / name) for name in SET_FILES):
+    if current and (
+        not os.path.islink(folder / CERT_FILE)  # linked last: the links were being made
+        or any(_is_regular_file(folder / name) for name in SET_FILES)  # a migration
+    ):
         return True
     prev = folder / PREVIOUS_DIR
     return PREVIOUS_DIR in entries and any(e.startswith(".tmp-") for e in os.listdir(prev))
+
+
+def _is_regular_file(path: Path) -> bool:
+    return os.path.lexists(path) and not os.path.islink(path)
 
 
 def _looks_like_key(path: Path) -> bool:

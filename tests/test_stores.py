@@ -364,3 +364,16 @@ def test_stores_from_settings_recovers_each_store_once_per_process(tmp_path: Pat
     half_written.mkdir()
     stores_from_settings(settings)  # already recovered by this process: no second pass
     assert half_written.exists()
+
+
+def test_crash_while_linking_a_first_write_is_completed_on_read(store: CertificateStore) -> None:
+    names = ["firstlinks.example.com"]
+    folder = store.folder_for(names)
+    cert, key = make_cert(names)
+    put(store, folder, cert, key)
+    # cert.pem is linked last: a crash after the switch can leave it (and others) unlinked
+    (folder / "cert.pem").unlink()
+    (folder / "metadata.json").unlink()
+    stored = store.read(folder)
+    assert stored.cert.read_text() == cert
+    assert os.readlink(folder / "metadata.json") == f"{CURRENT_LINK}/metadata.json"
