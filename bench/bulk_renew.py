@@ -49,7 +49,6 @@ from bench.certbot_env import CertbotEnv, CertbotUnavailable, CertbotWorkspace, 
 from bench.sandbox_setup import (
     BENCH_DIR,
     EMAIL,
-    PROVIDER_NAME,
     ROOT,
     SANDBOX_HOME,
     apply_env,
@@ -96,76 +95,45 @@ def two_names(prefix: str, index: int) -> list[str]:
 
 
 def enroll_certificates(count: int, workers: int, prefix: str) -> list[int]:
-    """Issue ``count`` certificates with the core and record them enrolled (setup, untimed)."""
-    from cryptography import x509
+    """Issue ``count`` certificates enrolled for automatic renewal with the issuance steps
+    run without Prefect (:func:`core.pipeline.run_steps`; setup, untimed)."""
+    import datetime as dt
 
     from acmeflow.config.settings import get_settings
-    from acmeflow.core import issuance
-    from acmeflow.core.accounts import open_session
-    from acmeflow.core.certinfo import parse_certificate
-    from acmeflow.core.dns01 import DNSLookup
-    from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
-    from acmeflow.core.state import cas, certificates
+    from acmeflow.core import pipeline
+    from acmeflow.core.state import history
     from acmeflow.core.state.db import open_database, session_scope
-    from acmeflow.core.stores import stores_from_settings
-    from acmeflow.providers.configured import ConfiguredProviders
+    from acmeflow.tasks.pipeline import pipeline_context, start_batch
 
-    conf = get_settings()
-    engine = open_database(conf.resolved_database_url)
-    target = stores_from_settings(conf)["certificate"]
-    lookup = DNSLookup(conf.dns_resolvers, query_port=conf.dns_query_port)
-    local = threading.local()
-    with session_scope(engine) as s:
-        ca = cas.get_ca(s, "sandbox")
-        ca_id = ca.id
-
-    def issue_one(index: int) -> int:
-        if not hasattr(local, "session"):
-            with session_scope(engine) as s:
-                local.session = open_session(s, "sandbox", conf)
-                local.provider = ConfiguredProviders(s).get(PROVIDER_NAME)
-        names = two_names(prefix, index)
-        key_pem = generate_private_key("ec256")
-        issued = issuance.issue_certificate(
-            local.session,
-            build_csr(key_pem, CSRFields(names=names)),
-            lookup=lookup,
-            provider_for=lambda _n: PROVIDER_NAME,
-            providers={PROVIDER_NAME: local.provider},
-        )
-        info = parse_certificate(x509.load_pem_x509_certificate(issued.cert_pem.encode()))
-        folder = target.folder_for(names)
-        target.write(
-            folder,
-            cert_pem=issued.cert_pem,
-            chain_pem=issued.chain_pem,
-            fullchain_pem=issued.fullchain_pem,
-            key_pem=key_pem,
-            metadata={"names": names, "ca": "sandbox", "serial": info.serial},
-        )
+    del workers  # the batch works within the settings' per-CA limit
+    engine = open_database(get_settings().resolved_database_url)
+    ctx = pipeline_context()
+    ids: list[int] = []
+    for first in range(0, count, 100):
+        items = []
         with session_scope(engine) as s:
-            row = certificates.add_certificate(
-                s,
-                store="certificate",
-                folder=str(folder),
-                names=info.names,
-                common_name=info.common_name,
-                issuer=info.issuer,
-                serial=info.serial,
-                not_before=info.not_before,
-                not_after=info.not_after,
-                key_type=info.key_type,
-                fingerprint_sha256=info.fingerprint_sha256,
-                ari_cert_id=info.ari_cert_id,
-                ca_vendor_id=ca_id,
-                enrollment="auto",
-                csr_fields={},
-                source="acmeflow",
-            )
-            return row.id
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(issue_one, range(count)))
+            for index in range(first, min(count, first + 100)):
+                names = two_names(prefix, index)
+                entry = history.log_start(
+                    s, kind="issue", names=names, ca_name="sandbox", store="certificate"
+                )
+                items.append(
+                    pipeline.OrderItem(
+                        ref=f"bench-{prefix}-{index}",
+                        ca="sandbox",
+                        names=names,
+                        store="certificate",
+                        log_id=entry.id,
+                        key_type="ec256",
+                        enrollment="auto",
+                    )
+                )
+        batch = pipeline.run_steps(start_batch(items, dt.datetime.now(dt.UTC)), ctx)
+        failed = batch.failed()
+        if failed:
+            raise RuntimeError(f"setup: {len(failed)} issuance(s) failed: {failed[0].error}")
+        ids += [item.saved.certificate_id for item in batch.items if item.saved is not None]
+    return ids
 
 
 def child_renew(at: str) -> None:

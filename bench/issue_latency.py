@@ -6,9 +6,10 @@ On one local sandbox (pebble with ``PEBBLE_VA_NOSLEEP=1`` + BIND, in ``.bench/sa
 issues N two-name certificates (``NAME.example.com`` and ``*.NAME.example.com``, names unique
 per run and per method so no authorization is reused) one after another, three ways:
 
-1. **core**: ``core.issuance.issue_certificate`` with an ``AcmeSession`` and the RFC 2136
-   provider from ``providers.dns.registry.build_provider``; propagation is checked at the
-   sandbox BIND (the authoritative server). Timed: key + CSR + order to certificate.
+1. **core**: the issuance steps without Prefect (``core.pipeline.run_steps``, a batch of one)
+   on a home in ``.bench/home`` configured through the CLI, the RFC 2136 provider;
+   propagation is checked at the sandbox BIND (the authoritative server). Timed: order to
+   stored certificate (key, CSR, files and database included).
 2. **flow**: the Prefect flow ``flows.issue.issue`` on a home in ``.bench/home`` configured
    through the CLI, against a ``prefect_test_harness`` server. The server start and one
    warm-up issuance are reported apart and not counted. Timed: the flow call, which also
@@ -42,12 +43,10 @@ from bench.certbot_env import CertbotEnv, CertbotUnavailable, CertbotWorkspace, 
 from bench.sandbox_setup import (
     BENCH_DIR,
     EMAIL,
-    PROVIDER_NAME,
     SANDBOX_HOME,
     BenchSetupError,
     apply_env,
     configure_home,
-    rfc2136_config,
     start_sandbox,
     stop_sandbox,
     unique_label,
@@ -128,36 +127,39 @@ def _timed(result: MethodResult, count: int, issue_one: Callable[[int], None], l
 
 
 def bench_core(info: SandboxInfo, count: int, run_id: str) -> MethodResult:
-    """Issue ``count`` certificates with the core library (no Prefect, no database)."""
-    from acmeflow.core.acme_client import AcmeSession, CAEndpoint, generate_account_key
-    from acmeflow.core.dns01 import DNSLookup
-    from acmeflow.core.issuance import issue_certificate
-    from acmeflow.core.keys import CSRFields, build_csr, generate_private_key
-    from acmeflow.providers.dns.registry import build_provider
+    """Issue ``count`` certificates with the issuance steps run without Prefect
+    (:func:`core.pipeline.run_steps`) on a home configured through the CLI."""
+    home = configure_home(info)
+    apply_env(home.env)
+    import datetime as dt
+    import uuid
+
+    from acmeflow.config.settings import get_settings
+    from acmeflow.core import pipeline
+    from acmeflow.core.state import history
+    from acmeflow.core.state.db import open_database, session_scope
+    from acmeflow.tasks.pipeline import pipeline_context, start_batch
 
     result = MethodResult("core")
-    endpoint = CAEndpoint(directory_url=info.directory_url, ca_bundle=str(info.ca_bundle))
-    account_key = generate_account_key()
-    session = AcmeSession(endpoint, account_key)
-    session.register(EMAIL)  # not timed
-    settings, secrets = rfc2136_config(info)
-    provider = build_provider("rfc2136", settings, secrets)
-    lookup = DNSLookup([info.dns_server], query_port=info.dns_port)
+    engine = open_database(get_settings().resolved_database_url)
+    ctx = pipeline_context()
 
     def issue_one(index: int) -> None:
         names = two_names("core", run_id, index)
-        key_pem = generate_private_key("ec256")
-        csr_pem = build_csr(key_pem, CSRFields(names=names))
-        issued = issue_certificate(
-            session,
-            csr_pem,
-            lookup=lookup,
-            provider_for=lambda _name: PROVIDER_NAME,
-            providers={PROVIDER_NAME: provider},
+        with session_scope(engine) as s:
+            entry = history.log_start(
+                s, kind="issue", names=names, ca_name=home.ca_name, store="certificate"
+            )
+        item = pipeline.OrderItem(
+            ref=uuid.uuid4().hex, ca=home.ca_name, names=names, store="certificate", log_id=entry.id
         )
-        _check_names(issued.cert_pem.encode(), names)
+        pipeline.run_steps(start_batch([item], dt.datetime.now(dt.UTC)), ctx)
+        if item.error is not None:
+            raise item.error
+        assert item.issued is not None
+        _check_names(item.issued.cert_pem.encode(), names)
 
-    _say("core: core.issuance.issue_certificate, RFC 2136 provider, checks at the sandbox BIND")
+    _say("core: core.pipeline.run_steps (no Prefect), RFC 2136 provider, store and database")
     _timed(result, count, issue_one, "core")
     return result
 

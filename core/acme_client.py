@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -424,7 +424,6 @@ class OrderHandle:
     authorization_urls: tuple[str, ...]
     identifiers: tuple[str, ...]
     status: str
-    csr_pem: bytes
 
 
 @dataclass(frozen=True)
@@ -596,15 +595,10 @@ class AcmeSession:
     # -- orders --
 
     def place_order(
-        self, csr_pem: bytes, *, replaces: str | None = None, profile: str | None = None
+        self, names: Sequence[str], *, replaces: str | None = None, profile: str | None = None
     ) -> OrderHandle:
-        """Create a new order for the CSR's names (``replaces``: ARI cert id)."""
-        csr = x509.load_pem_x509_csr(csr_pem)
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            names = san.value.get_values_for_type(x509.DNSName)
-        except x509.ExtensionNotFound:
-            names = []
+        """Create a new order for ``names`` (``replaces``: ARI cert id). The CSR comes only at
+        :meth:`finalize`, so no key needs to exist before the CA validated the names."""
         payload = NewOrderWithReplaces(
             identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
             profile=profile or self.endpoint.profile or None,
@@ -632,7 +626,7 @@ class AcmeSession:
         except errors.OrderFailed as exc:
             if replaces and "replaces" in (exc.detail or "").lower():
                 # The CA refused `replaces` (already replaced, unknown): order without it.
-                return self.place_order(csr_pem, profile=profile)
+                return self.place_order(names, profile=profile)
             raise
         body = messages.Order.from_json(response.json())
         return OrderHandle(
@@ -641,7 +635,6 @@ class AcmeSession:
             authorization_urls=tuple(body.authorizations),
             identifiers=tuple(i.value for i in body.identifiers),
             status=str(body.status),
-            csr_pem=csr_pem,
         )
 
     def dns_challenges(self, order: OrderHandle) -> list[DNSChallenge]:
@@ -705,14 +698,16 @@ class AcmeSession:
                         + ", ".join(f"{name}: {states[name]}" for name in sorted(states))
                     )
 
-    def finalize(self, order: OrderHandle, *, timeout: float | None = None) -> IssuedCertificate:
-        """Finalize with the order's CSR, poll until valid, download the chain(s).
+    def finalize(
+        self, order: OrderHandle, csr_pem: bytes, *, timeout: float | None = None
+    ) -> IssuedCertificate:
+        """Finalize with ``csr_pem``, poll until valid, download the chain(s).
 
         A ``finalize`` POST without an answer is not resent blindly: the order is looked up and
         followed from its state (``processing``: polled, ``valid``: downloaded, ``ready``: the
         CA never saw the request, so it is sent once more).
         """
-        csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(order.csr_pem))
+        csr = messages.CertificateRequest(csr=x509.load_pem_x509_csr(csr_pem))
 
         def send_finalize() -> requests.Response:
             try:
@@ -744,12 +739,28 @@ class AcmeSession:
                     )
                 http = self._call("finalize", lambda: self._get(order.url))
                 body = messages.Order.from_json(http.json())
-            cert_http = self._call("finalize", lambda: self._get(str(body.certificate)))
-            alternates = tuple(
-                self._call("finalize", partial(self._get, url)).text
-                for url in self.client._get_links(cert_http, "alternate")
-            )
+            return self._download(str(body.certificate))
+
+    def _download(self, certificate_url: str) -> IssuedCertificate:
+        cert_http = self._call("finalize", lambda: self._get(certificate_url))
+        alternates = tuple(
+            self._call("finalize", partial(self._get, url)).text
+            for url in self.client._get_links(cert_http, "alternate")
+        )
         return choose_chain(cert_http.text, alternates, self.endpoint.preferred_chain)
+
+    def issued_by_order(self, order_url: str) -> IssuedCertificate | None:
+        """The certificate of the order at ``order_url`` when the CA issued it (``valid``),
+        else ``None`` (pending, ready, processing, invalid or gone): crash recovery downloads
+        what a finalize already paid for instead of ordering again."""
+        try:
+            http = self._call("order", lambda: self._get(order_url))
+        except errors.OrderFailed:
+            return None
+        body = messages.Order.from_json(http.json())
+        if body.status != messages.STATUS_VALID or body.certificate is None:
+            return None
+        return self._download(str(body.certificate))
 
     def _step(self, timeout: float | None) -> contextlib.AbstractContextManager[Deadline]:
         """A step's bound: its own ``timeout`` inside the order's deadline (or the default)."""

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 import dns.exception
 import dns.flags
@@ -266,7 +265,32 @@ def plan_records(
     return records
 
 
-def await_propagation(
+Pending = tuple[str, str, tuple[str, int]]  # (target, value, server)
+
+
+@dataclass(frozen=True)
+class PropagationResult:
+    """What :func:`watch_propagation` saw: where each target was checked, the values still
+    missing at the deadline, the servers that answered, and the records whose nameservers could
+    not be found (with the error)."""
+
+    checked: dict[str, list[str]]
+    missing: frozenset[Pending]
+    answered: frozenset[tuple[str, int]]
+    unresolved: dict[tuple[str, str], errors.AcmeflowError]
+    timeout: float
+
+    def error_for(self, records: Sequence[ChallengeRecord]) -> errors.AcmeflowError | None:
+        """Why ``records`` are not all served everywhere (``None``: they are)."""
+        keys = {(r.target, r.value) for r in records}
+        for key in sorted(keys):
+            if key in self.unresolved:
+                return self.unresolved[key]
+        pending = {p for p in self.missing if (p[0], p[1]) in keys}
+        return _missing_error(pending, set(self.answered), self.timeout) if pending else None
+
+
+def watch_propagation(
     records: Sequence[ChallengeRecord],
     lookup: DNSLookup,
     *,
@@ -276,34 +300,39 @@ def await_propagation(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     progress: Callable[[str], None] = lambda _m: None,
-) -> dict[str, list[str]]:
-    """Wait until every authoritative nameserver serves every record's value.
+) -> PropagationResult:
+    """Wait until every authoritative nameserver serves every record's value, or the timeout.
 
-    Returns, per target name, the servers that were checked. At the deadline raises
-    ``NameserverNotAnswering`` when a server never answered, else ``PropagationTimeout``
-    naming what is still missing where. No query outlives the deadline.
+    Each zone's nameservers are looked up once for all records. A record whose nameservers
+    cannot be found is set aside (``unresolved``) and the others are still watched. No query
+    outlives the deadline.
     """
     zone_servers: dict[str, list[tuple[str, int]]] = {}
-    pending: set[tuple[str, str, tuple[str, int]]] = set()
+    pending: set[Pending] = set()
     checked: dict[str, list[str]] = {}
+    unresolved: dict[tuple[str, str], errors.AcmeflowError] = {}
     zones: dict[str, str] = {}  # target -> zone (a name and its wildcard share a target)
     for record in records:
-        override = nameservers_for(record)
-        if override:
-            servers = [_host_port(s, lookup.query_port) for s in override]
-        else:
-            if record.target not in zones:
-                zones[record.target] = lookup.zone_of(record.target)
-            zone = zones[record.target]
-            if zone not in zone_servers:
-                zone_servers[zone] = lookup.authoritative_servers(zone)
-            servers = zone_servers[zone]
+        try:
+            override = nameservers_for(record)
+            if override:
+                servers = [_host_port(s, lookup.query_port) for s in override]
+            else:
+                if record.target not in zones:
+                    zones[record.target] = lookup.zone_of(record.target)
+                zone = zones[record.target]
+                if zone not in zone_servers:
+                    zone_servers[zone] = lookup.authoritative_servers(zone)
+                servers = zone_servers[zone]
+        except errors.AcmeflowError as exc:
+            unresolved[(record.target, record.value)] = exc
+            continue
         checked[record.target] = [f"{h}:{p}" for h, p in servers]
         pending.update((record.target, record.value, server) for server in servers)
     end = clock() + timeout
     total = len(pending)
     answered: set[tuple[str, int]] = set()
-    while True:
+    while pending:
         answers: dict[tuple[str, tuple[str, int]], set[str] | None] = {}
         for target, value, server in sorted(pending):
             if (target, server) not in answers:
@@ -315,26 +344,60 @@ def await_propagation(
                 answered.add(server)
                 if value in served:
                     pending.discard((target, value, server))
-        if not pending:
-            progress(f"propagation seen: {total} value(s) at every authoritative nameserver")
-            return checked
-        if clock() + interval >= end:
-            _raise_missing(pending, answered, timeout)
+        if not pending or clock() + interval >= end:
+            break
         sleep(interval)
+    if total and not pending:
+        progress(f"propagation seen: {total} value(s) at every authoritative nameserver")
+    return PropagationResult(
+        checked=checked,
+        missing=frozenset(pending),
+        answered=frozenset(answered),
+        unresolved=unresolved,
+        timeout=timeout,
+    )
 
 
-def _raise_missing(
-    pending: set[tuple[str, str, tuple[str, int]]],
-    answered: set[tuple[str, int]],
-    timeout: float,
-) -> NoReturn:
+def await_propagation(
+    records: Sequence[ChallengeRecord],
+    lookup: DNSLookup,
+    *,
+    nameservers_for: Callable[[ChallengeRecord], Sequence[str] | None] = lambda _r: None,
+    timeout: float = 180.0,
+    interval: float = 0.1,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, list[str]]:
+    """:func:`watch_propagation` that raises: at the deadline ``NameserverNotAnswering`` when
+    a server never answered, else ``PropagationTimeout`` naming what is still missing where.
+    Returns, per target name, the servers that were checked."""
+    result = watch_propagation(
+        records,
+        lookup,
+        nameservers_for=nameservers_for,
+        timeout=timeout,
+        interval=interval,
+        sleep=sleep,
+        clock=clock,
+        progress=progress,
+    )
+    error = result.error_for(records)
+    if error is not None:
+        raise error
+    return result.checked
+
+
+def _missing_error(
+    pending: set[Pending], answered: set[tuple[str, int]], timeout: float
+) -> errors.AcmeflowError:
     """The error for what is still pending at the deadline: silent servers first."""
     silent = sorted({server for _t, _v, server in pending} - answered)
     if silent:
         names = ", ".join(sorted({t for t, _v, server in pending if server in silent}))
-        raise errors.NameserverNotAnswering(
+        return errors.NameserverNotAnswering(
             ", ".join(f"{h}:{p}" for h, p in silent),
             detail=f"no answer to TXT queries for {names} in {timeout:.0f} s",
         )
     missing = ", ".join(sorted({f"{t} at {h}:{p}" for t, _v, (h, p) in pending}))
-    raise errors.PropagationTimeout(detail=f"after {timeout:.0f} s still not served: {missing}")
+    return errors.PropagationTimeout(detail=f"after {timeout:.0f} s still not served: {missing}")

@@ -40,10 +40,11 @@ class DNSProvider(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchDNSProvider(DNSProvider, Protocol):
     """A provider that can also write or remove many values in one exchange (an RFC 2136
     UPDATE per zone): an order's values cost one round trip instead of one each. Optional:
-    :mod:`core.issuance` uses these methods when a provider has them."""
+    :mod:`core.issuance` uses these methods when a provider has them (``isinstance``)."""
 
     def present_all(self, items: Sequence[tuple[str, str]]) -> None:
         """``present`` every (fqdn, value)."""

@@ -322,6 +322,12 @@ class LeaseHeld(AcmeflowError):
         super().__init__(detail, message=f"{what} already in progress by {holder}")
 
 
+class RunInterrupted(AcmeflowError):
+    """The run stopped (an error elsewhere, a cancellation) before this order finished."""
+
+    message = "The run stopped before this order finished."
+
+
 class LeaseLost(AcmeflowError):
     """The lease this run held was taken over (it expired): nothing may be written."""
 

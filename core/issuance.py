@@ -1,9 +1,10 @@
-"""One certificate order solved end to end, as separate steps (Present / Check / CleanUp).
+"""The DNS side of DNS-01 (Present / Check / CleanUp) for many challenge values at once.
 
-The Prefect tasks call these steps one by one; :func:`issue_certificate` runs them in order for
-code that does not need Prefect (benchmarks, scripts). Every DNS-01 challenge of an order is
-solved at once: all TXT values written, all checked at every authoritative nameserver, then all
-answered. Cleanup always runs and removes only our own values.
+:mod:`core.pipeline` runs these for a whole batch of orders: every value planned (CNAMEs
+followed), written through its provider (a batching provider gets all its values in one
+exchange), checked at every authoritative nameserver, and always cleaned up (only our own
+values). Also the order :class:`Timeouts` and the :class:`Progress` and
+:class:`ChallengeJournal` protocols the steps use.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Protocol
 
 from acmeflow.core import errors
-from acmeflow.core.acme_client import AcmeSession, DNSChallenge, IssuedCertificate, OrderHandle
+from acmeflow.core.acme_client import DNSChallenge
 from acmeflow.core.deadline import Deadline
-from acmeflow.core.dns01 import ChallengeRecord, DNSLookup, await_propagation, plan_records
-from acmeflow.core.dnsprovider import DNSProvider, ZoneFindingDNSProvider
+from acmeflow.core.dns01 import (
+    ChallengeRecord,
+    DNSLookup,
+    PropagationResult,
+    plan_records,
+    watch_propagation,
+)
+from acmeflow.core.dnsprovider import BatchDNSProvider, DNSProvider, ZoneFindingDNSProvider
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +126,34 @@ def provider_named(providers: Mapping[str, DNSProvider], name: str) -> DNSProvid
 
 
 def _units(
-    records: Sequence[ChallengeRecord], providers: Mapping[str, DNSProvider], batch: str
+    records: Sequence[ChallengeRecord], providers: Mapping[str, DNSProvider]
 ) -> list[list[ChallengeRecord]]:
-    """Work units: all records of a provider that has the ``batch`` method (one exchange),
-    else one record each (run in parallel)."""
+    """Work units: all records of a :class:`BatchDNSProvider` (one exchange), else one record
+    each (run in parallel)."""
     by_provider: dict[str, list[ChallengeRecord]] = {}
     units: list[list[ChallengeRecord]] = []
     for record in records:
-        if hasattr(providers.get(record.provider), batch):
+        if isinstance(providers.get(record.provider), BatchDNSProvider):
             by_provider.setdefault(record.provider, []).append(record)
         else:
             units.append([record])
     return list(by_provider.values()) + units
 
 
-def _apply(provider: DNSProvider, unit: list[ChallengeRecord], single: str, batch: str) -> None:
-    """``provider.<batch>(all of unit)`` when the provider batches, else ``<single>`` once."""
-    if hasattr(provider, batch):
-        getattr(provider, batch)([(r.target, r.value) for r in unit])
+def _present(provider: DNSProvider, unit: list[ChallengeRecord]) -> None:
+    if isinstance(provider, BatchDNSProvider):
+        provider.present_all([(r.target, r.value) for r in unit])
     else:
         (record,) = unit
-        getattr(provider, single)(record.target, record.value)
+        provider.present(record.target, record.value)
+
+
+def _remove(provider: DNSProvider, unit: list[ChallengeRecord]) -> None:
+    if isinstance(provider, BatchDNSProvider):
+        provider.cleanup_all([(r.target, r.value) for r in unit])
+    else:
+        (record,) = unit
+        provider.cleanup(record.target, record.value)
 
 
 def add_txt_records(
@@ -148,24 +161,33 @@ def add_txt_records(
     providers: Mapping[str, DNSProvider],
     progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
+    on_error: Callable[[ChallengeRecord, errors.AcmeflowError], None] | None = None,
 ) -> None:
     """Present every value through its provider (providers keep other values).
 
-    Providers with ``present_all`` (:class:`core.dnsprovider.BatchDNSProvider`) get all their
-    values at once. With a ``journal`` every value is recorded there before the first one is
-    presented.
+    A :class:`~core.dnsprovider.BatchDNSProvider` gets all its values at once. With a
+    ``journal`` every value is recorded there before the first one is presented. A failure
+    raises its catalog error, or with ``on_error`` is reported for each record it concerns
+    while the other providers' values are still written.
     """
 
     def present(unit: list[ChallengeRecord]) -> None:
         provider = _provider(providers, unit[0])
         try:
-            _apply(provider, unit, "present", "present_all")
-        except errors.AcmeflowError:
-            raise
-        except Exception as exc:  # an adapter bug must still surface as the catalog error
-            raise errors.TXTRecordError(
-                detail=f"{provider.type_name}: {type(exc).__name__}: {exc}"
-            ) from None
+            try:
+                _present(provider, unit)
+            except errors.AcmeflowError:
+                raise
+            except Exception as exc:  # an adapter bug must still surface as the catalog error
+                raise errors.TXTRecordError(
+                    detail=f"{provider.type_name}: {type(exc).__name__}: {exc}"
+                ) from None
+        except errors.AcmeflowError as exc:
+            if on_error is None:
+                raise
+            for record in unit:
+                on_error(record, exc)
+            return
         for record in unit:
             progress(
                 f"TXT record written: {record.target} ({record.identifier}) via {record.provider}"
@@ -173,7 +195,7 @@ def add_txt_records(
 
     if journal is not None:
         journal.record(records)
-    _each(_units(records, providers, "present_all"), present)
+    _each(_units(records, providers), present)
 
 
 def cleanup_txt_records(
@@ -191,7 +213,7 @@ def cleanup_txt_records(
 
     def remove(unit: list[ChallengeRecord]) -> None:
         try:
-            _apply(_provider(providers, unit[0]), unit, "cleanup", "cleanup_all")
+            _remove(_provider(providers, unit[0]), unit)
         except Exception as exc:
             detail = (
                 (exc.detail or exc.message) if isinstance(exc, errors.AcmeflowError) else str(exc)
@@ -202,7 +224,7 @@ def cleanup_txt_records(
         else:
             removed.extend(unit)
 
-    _each(_units(records, providers, "cleanup_all"), remove)
+    _each(_units(records, providers), remove)
     if journal is not None and removed:
         try:
             journal.forget(removed)
@@ -227,20 +249,18 @@ def check_propagation(
     providers: Mapping[str, DNSProvider],
     lookup: DNSLookup,
     timeouts: Timeouts,
+    deadline: Deadline,
     progress: Progress = no_progress,
-    deadline: Deadline | None = None,
-) -> dict[str, list[str]]:
-    """Wait until every authoritative nameserver serves every value (provider overrides win),
-    within the propagation timeout and the order's ``deadline``."""
-    timeout = timeouts.propagation
-    if deadline is not None:
-        deadline.check("propagation check")
-        timeout = deadline.cap(timeout)
-    return await_propagation(
+) -> PropagationResult:
+    """Watch until every authoritative nameserver serves every value (provider overrides win),
+    within the propagation timeout and the ``deadline``; what is still missing is in the
+    result, per record."""
+    deadline.check("propagation check")
+    return watch_propagation(
         records,
         lookup,
         nameservers_for=lambda r: servers_to_check(_provider(providers, r), r.target, lookup),
-        timeout=timeout,
+        timeout=deadline.cap(timeouts.propagation),
         interval=timeouts.propagation_interval,
         progress=progress,
     )
@@ -259,41 +279,3 @@ def servers_to_check(provider: DNSProvider, target: str, lookup: DNSLookup) -> S
     except errors.DNSLookupFailed as exc:
         log.info("zone %s: %s; checking at %s", zone, exc.detail, provider.primary_nameserver)
         return [provider.primary_nameserver]
-
-
-def issue_certificate(
-    session: AcmeSession,
-    csr_pem: bytes,
-    *,
-    lookup: DNSLookup,
-    provider_for: Callable[[str], str],
-    providers: Mapping[str, DNSProvider],
-    timeouts: Timeouts = Timeouts(),
-    replaces: str | None = None,
-    progress: Progress = no_progress,
-    journal: ChallengeJournal | None = None,
-) -> IssuedCertificate:
-    """Order, solve every DNS-01 challenge at once, finalize, download; always clean up.
-
-    One deadline (``timeouts.total``) covers every step; cleanup runs after it all the same.
-    """
-    deadline = timeouts.deadline()
-    with session.within(deadline):
-        with session.deadline(timeouts.order):
-            order: OrderHandle = session.place_order(csr_pem, replaces=replaces)
-            progress(f"order placed: {', '.join(order.identifiers)}")
-            challenges = session.dns_challenges(order)
-        records: list[ChallengeRecord] = []
-        try:
-            records = plan_challenge_records(
-                challenges, lookup, provider_for, partial(provider_named, providers)
-            )
-            add_txt_records(records, providers, progress, journal)
-            check_propagation(records, providers, lookup, timeouts, progress, deadline)
-            session.answer_challenges(challenges, timeout=timeouts.validation)
-            progress(f"validated: {len(challenges)} challenge(s)")
-            issued = session.finalize(order, timeout=timeouts.finalize)
-            progress("finalized: certificate downloaded")
-            return issued
-        finally:
-            cleanup_txt_records(records, providers, progress, journal)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from acmeflow.core.state import history, leases
+from acmeflow.core.state import history, leases, orders_in_flight
 from acmeflow.core.stores import CertificateStore
 
 
@@ -38,9 +38,13 @@ def clean_leftovers(
     older_than: dt.timedelta,
     now: dt.datetime,
 ) -> Leftovers:
-    """Remove staged keys older than ``older_than``, close history entries that have been
-    ``running`` that long, and release expired leases (all in ``s``'s transaction)."""
-    staged = sorted(key for store in stores for key in store.prune_staging_keys(older_than))
+    """Remove staged keys older than ``older_than`` (but those of journaled orders, which
+    wait for their recovery), close history entries that have been ``running`` that long, and
+    release expired leases (all in ``s``'s transaction)."""
+    journaled = {order.ref for order in orders_in_flight.listed(s)}
+    staged = sorted(
+        key for store in stores for key in store.prune_staging_keys(older_than, keep=journaled)
+    )
     closed = history.close_interrupted(s, started_before=now - older_than)
     released = leases.release_expired(s, now=now)
     return Leftovers(

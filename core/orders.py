@@ -142,9 +142,12 @@ def parse_certificate_pem(cert_pem: str) -> CertificateInfo:
     return parse_certificate(x509.load_pem_x509_certificate(cert_pem.encode()))
 
 
-def log_failure(s: Session, log_id: int, exc: BaseException) -> None:
-    """Close history entry ``log_id`` as failed with the catalog message and detail of ``exc``."""
+def log_failure(s: Session, log_id: int, exc: BaseException, *, step: str | None = None) -> None:
+    """Close history entry ``log_id`` as failed with the catalog message and detail of ``exc``
+    (the detail starts with the pipeline ``step`` that failed, when given)."""
     message, detail, root_cause = errors.describe_failure(exc)
+    if step:
+        detail = f"at {step}: {detail}" if detail else f"at {step}"
     history.log_finish(
         s,
         history.get_log_entry(s, log_id),

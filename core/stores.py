@@ -44,7 +44,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -512,13 +512,18 @@ class CertificateStore:
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
-    def prune_staging_keys(self, older_than: timedelta) -> list[str]:
-        """Delete parked keys older than ``older_than`` (abandoned orders); their ids."""
+    def prune_staging_keys(
+        self, older_than: timedelta, keep: Collection[str] = frozenset()
+    ) -> list[str]:
+        """Delete parked keys older than ``older_than`` (abandoned orders) but those of the
+        request ids in ``keep`` (journaled orders awaiting recovery); their ids."""
         if not self.staging_dir.is_dir():
             return []
         cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
         removed = []
         for path in self.staging_dir.glob("*.key"):
+            if path.stem in keep:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

@@ -6,24 +6,12 @@ from typing import Any, Literal
 from prefect import flow
 
 from acmeflow.core.keys import DEFAULT_KEY_TYPE
+from acmeflow.core.pipeline import OrderItem
 from acmeflow.flows.deploy import deploy_after_store
-from acmeflow.tasks.acme import (
-    add_txt_records,
-    answer_challenges,
-    await_propagation,
-    cleanup_txt_records,
-    finalize_order,
-    place_order,
-    plan_txt_records,
-)
-from acmeflow.tasks.certificates import (
-    check_request,
-    prepare_key_and_csr,
-    record_failure,
-    store_certificate,
-)
-from acmeflow.tasks.common import order_timeouts
+from acmeflow.flows.pipeline import run_sequence
+from acmeflow.tasks.certificates import check_request, record_failure
 from acmeflow.tasks.deploy import check_targets
+from acmeflow.tasks.pipeline import open_issue
 
 
 @flow(name="issue", log_prints=False)
@@ -63,41 +51,29 @@ def issue(
     checked = check_request(kind="issue", ca=ca, names=names, store=store)
     key_staged = request_id is not None
     request_id = request_id or uuid.uuid4().hex
-    records: list[Any] = []
     try:
         if targets:
             check_targets(targets)
-        csr = prepare_key_and_csr(
-            request_id=request_id,
-            store=store,
-            names=checked.names,
-            key_type=key_type,
-            csr_fields=csr_fields,
-            csr_pem=csr_pem,
-            key_staged=key_staged,
-        )
-        deadline = order_timeouts().deadline()  # one deadline for every step and retry
-        order, challenges = place_order(ca, csr, deadline)
-        try:
-            records = plan_txt_records(challenges)
-            add_txt_records(records)
-            await_propagation(records, deadline)
-            answer_challenges(ca, challenges, deadline)
-            issued = finalize_order(ca, order, deadline)
-        finally:
-            cleanup_txt_records(records)
-        cert_id: int = store_certificate(
-            request_id=request_id,
-            log_id=checked.log_id,
-            ca=ca,
-            store=store,
-            names=checked.names,
-            issued=issued,
-            enrollment="auto" if auto_renew else "manual",
-            csr_fields=csr_fields,
-        )
     except BaseException as exc:
-        record_failure(checked.log_id, exc, store=store, request_id=request_id)
+        record_failure(
+            checked.log_id, exc, store=store, request_id=request_id if key_staged else None
+        )
         raise
-    deploy_after_store(cert_id, targets=targets)
-    return cert_id
+    item = OrderItem(
+        ref=request_id,
+        ca=ca,
+        names=checked.names,
+        store=store,
+        log_id=checked.log_id,
+        key_type=key_type,
+        csr_fields=csr_fields or {},
+        enrollment="auto" if auto_renew else "manual",
+        key_staged=key_staged,
+        uploaded_csr=csr_pem,
+    )
+    run_sequence(open_issue(item))
+    if item.error is not None:
+        raise item.error
+    assert item.saved is not None
+    deploy_after_store(item.saved.certificate_id, targets=targets)
+    return item.saved.certificate_id

@@ -1,7 +1,6 @@
 """Flow ``renew``: renew every enrolled certificate whose renewal is due, in parallel (F6)."""
 
 import datetime as dt
-import time
 from typing import Any
 
 from prefect import flow
@@ -11,16 +10,15 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome, parse_now
+from acmeflow.core.pipeline import renewal_batches, renewal_outcome
+from acmeflow.core.renewal_plan import RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
+from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
-from acmeflow.tasks.renew import failed_outcome, plan_renewals, renew_certificate
-
-PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
+from acmeflow.tasks.pipeline import open_renewals, recover_orders
+from acmeflow.tasks.renew import plan_renewals
 
 
 def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> dict[str, Any]:
@@ -42,8 +40,10 @@ def renew(
 ) -> dict[str, Any] | State[Any]:
     """Renew the certificates that are due, or given certificates now.
 
-    Renewals run in parallel within the per-CA and per-DNS-provider limits; one failure never
-    stops the others. The run ends Failed (after its artifacts) when a renewal failed.
+    The certificates of each CA vendor go through the issuance steps in batches
+    (``ACMEFLOW_RENEW_BATCH_SIZE``), the orders of a batch in parallel within the per-CA limit;
+    a renewal that fails drops out of its batch and never stops the others. The run ends Failed
+    (after its artifacts) when a renewal failed.
 
     Args:
         ca: Only the due certificates of this CA vendor (empty: every active CA vendor's).
@@ -67,6 +67,7 @@ def renew_as_of(
 def _renew(
     ca: str | None, certificate_ids: list[int] | None, at: dt.datetime
 ) -> dict[str, Any] | State[Any]:
+    recover_orders()
     plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
     outcomes: list[RenewalOutcome] = list(plan.skipped)
     total = len(plan.jobs)
@@ -76,31 +77,22 @@ def _renew(
         key="renew-progress",
         description=f"Renewing {total} certificate(s)",
     )
-    if total:
-        workers = max(1, min(settings().max_workers, total))
-        runner: ThreadPoolTaskRunner[Any]
-        with ThreadPoolTaskRunner(max_workers=workers) as runner:
-            futures: dict[PrefectFuture[RenewalOutcome], RenewalJob] = {
-                runner.submit(renew_certificate, {"job": job, "now": at.isoformat()}): job
-                for job in plan.jobs
-            }
-            last_update = time.monotonic()
-            for done, future in enumerate(as_completed(list(futures)), start=1):
-                job = futures[future]
-                try:
-                    outcomes.append(future.result())
-                except Exception as exc:  # one failure must not stop the others
-                    outcomes.append(failed_outcome(job, exc))
-                if progress_id and (
-                    done == total or time.monotonic() - last_update >= PROGRESS_EVERY
-                ):
-                    last_update = time.monotonic()
-                    publish_artifact(
-                        update_progress_artifact,
-                        artifact_id=progress_id,
-                        progress=100.0 * done / total,
-                        description=f"{done} of {total} renewal(s) done",
-                    )
+    done = 0
+    for jobs in renewal_batches(plan.jobs, settings().renew_batch_size):
+        batch = open_renewals(jobs, at.isoformat())
+        try:
+            run_sequence(batch)
+        except Exception as exc:  # its items are failed and recorded; the next batch goes on
+            progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
+        outcomes.extend(renewal_outcome(item) for item in batch.items)
+        done += len(jobs)
+        if progress_id:
+            publish_artifact(
+                update_progress_artifact,
+                artifact_id=progress_id,
+                progress=100.0 * done / total,
+                description=f"{done} of {total} renewal(s) done",
+            )
     # zero-touch certificates go to their targets now (never fails the renewal)
     deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
     summary = _summary(outcomes, plan.not_due, plan.considered)

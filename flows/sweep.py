@@ -16,6 +16,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.pipeline import recover_orders
 from acmeflow.tasks.sweep import (
     ProviderJob,
     ProviderSweep,
@@ -81,6 +82,7 @@ def sweep(
         inspect_limit: Per DNS provider, how many _acme-challenge names to read for values
             acmeflow did not write (reported, never removed; 0: none).
     """
+    recovered = recover_orders()
     plan = plan_sweep(older_than_seconds, inspect_limit)
     cleaned = clean_leftovers(older_than_seconds)
     results: list[ProviderSweep] = []
@@ -105,6 +107,7 @@ def sweep(
         "failed": sum(len(r.failed) for r in results),
         "unjournaled": sum(len(r.unjournaled) for r in results),
         "leftovers": cleaned.as_dict(),
+        "recovered_orders": recovered,
         "providers": [
             r.as_dict() for r in results if r.removed or r.failed or r.unjournaled or r.problems
         ],

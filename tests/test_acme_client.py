@@ -173,7 +173,8 @@ def session_factory(ca: ScriptedCA, fake_time: FakeTime) -> Callable[[], AcmeSes
     return make
 
 
-CSR = build_csr(generate_private_key("ec256"), CSRFields(names=["a.example.com"]))
+NAMES = ["a.example.com"]
+CSR = build_csr(generate_private_key("ec256"), CSRFields(names=NAMES))
 
 
 def test_proxy_and_ca_bundle_come_from_the_environment_as_requests_reads_them(
@@ -183,8 +184,8 @@ def test_proxy_and_ca_bundle_come_from_the_environment_as_requests_reads_them(
     monkeypatch.setenv("NO_PROXY", "elsewhere.test")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate-bundle.pem")
     session = session_factory()
-    session.place_order(CSR)
-    session.place_order(CSR)
+    session.place_order(NAMES)
+    session.place_order(NAMES)
     posts = [o for (m, _p), o in zip(ca.calls, ca.transport_options, strict=True) if m == "POST"]
     assert len(posts) == 2
     for options in posts:
@@ -195,14 +196,14 @@ def test_proxy_and_ca_bundle_come_from_the_environment_as_requests_reads_them(
 def test_no_proxy_hosts_are_reached_directly(ca, session_factory, monkeypatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,fake-ca.test")
-    session_factory().place_order(CSR)
+    session_factory().place_order(NAMES)
     assert ca.transport_options[-1]["proxies"] == {}
 
 
 def test_bad_nonce_is_retried_with_a_fresh_nonce(ca, session_factory) -> None:
     ca.script("POST", "/order", *[problem("badNonce")] * 5)
     session = session_factory()
-    order = session.place_order(CSR)
+    order = session.place_order(NAMES)
     assert order.url == f"{BASE}/order/1"
     assert session.net.bad_nonce_retries == 5
     assert ca.calls.count(("POST", "/order")) == 6
@@ -211,7 +212,7 @@ def test_bad_nonce_is_retried_with_a_fresh_nonce(ca, session_factory) -> None:
 def test_endless_bad_nonces_give_the_catalog_nonce_error(ca, session_factory) -> None:
     ca.script("POST", "/order", *[problem("badNonce")] * 20)
     with pytest.raises(errors.CANonceError) as raised:
-        session_factory().place_order(CSR)
+        session_factory().place_order(NAMES)
     assert raised.value.message.startswith("Could not get nonce from the CA server.")
     assert "badNonce" in str(raised.value.detail)
 
@@ -220,7 +221,7 @@ def test_rate_limit_waits_as_asked_inside_the_deadline(ca, session_factory, fake
     ca.script("POST", "/order", (429, {"Retry-After": "7"}, problem("rateLimited")[2]))
     session = session_factory()
     with session.deadline(60):
-        session.place_order(CSR)
+        session.place_order(NAMES)
     assert fake_time.sleeps == [7.0]
 
 
@@ -228,21 +229,21 @@ def test_rate_limit_beyond_the_deadline_fails_clearly(ca, session_factory, fake_
     ca.script("POST", "/order", (429, {"Retry-After": "3600"}, problem("rateLimited")[2]))
     session = session_factory()
     with pytest.raises(errors.RateLimited) as raised, session.deadline(60):
-        session.place_order(CSR)
+        session.place_order(NAMES)
     assert raised.value.retry_after == 3600
     assert fake_time.sleeps == []
 
 
 def test_transient_server_errors_are_retried(ca, session_factory, fake_time) -> None:
     ca.script("POST", "/order", (503, {}, None), problem("serverInternal", status=500))
-    session_factory().place_order(CSR)
+    session_factory().place_order(NAMES)
     assert len(fake_time.sleeps) == 2
 
 
 def test_permanent_problems_fail_at_once(ca, session_factory, fake_time) -> None:
     ca.script("POST", "/order", problem("rejectedIdentifier", 'Cannot issue for "a"'))
     with pytest.raises(errors.CertificateInvalidDomain):
-        session_factory().place_order(CSR)
+        session_factory().place_order(NAMES)
     assert ca.calls.count(("POST", "/order")) == 1
     assert fake_time.sleeps == []
 
@@ -276,7 +277,6 @@ def test_polling_honours_retry_after(ca, session_factory, fake_time) -> None:
         (f"{BASE}/authz/1",),
         ("a.example.com",),
         "pending",
-        CSR,
     )
     challenges = session.dns_challenges(order)
     assert [c.record_name for c in challenges] == ["_acme-challenge.a.example.com"]
@@ -289,7 +289,7 @@ def test_polling_gives_up_at_the_deadline(ca, session_factory, fake_time) -> Non
     ca.script("POST", "/chall/1", (200, {"Link": f'<{BASE}/authz/1>;rel="up"'}, {}))
     session = session_factory()
     challenge = session.dns_challenges(
-        OrderHandle(f"{BASE}/order/1", "", (f"{BASE}/authz/1",), ("a.example.com",), "", CSR)
+        OrderHandle(f"{BASE}/order/1", "", (f"{BASE}/authz/1",), ("a.example.com",), "")
     )
     with pytest.raises(errors.ValidationTimeout) as raised:
         session.answer_challenges(challenge, timeout=25)
@@ -347,7 +347,7 @@ def test_rate_limit_with_retry_after_zero_stops_after_a_few_waits(
 ) -> None:
     ca.script("POST", "/order", *[(429, {"Retry-After": "0"}, problem("rateLimited")[2])] * 50)
     with pytest.raises(errors.RateLimited) as raised:
-        session_factory().place_order(CSR)
+        session_factory().place_order(NAMES)
     assert ca.calls.count(("POST", "/order")) == MAX_RATE_LIMIT_WAITS + 1
     assert all(wait > 0 for wait in fake_time.sleeps)  # backoff, not back-to-back POSTs
     assert "still rate limited" in str(raised.value.detail)
@@ -360,7 +360,7 @@ def test_rate_limit_wait_that_does_not_fit_the_order_deadline_fails_at_once(
     ca.script("POST", "/order", *[(429, {"Retry-After": "299"}, problem("rateLimited")[2])] * 100)
     session = session_factory()
     with pytest.raises(errors.RateLimited) as raised, session.deadline(120):
-        session.place_order(CSR)
+        session.place_order(NAMES)
     assert fake_time.sleeps == []
     assert raised.value.retry_after == 299
     assert "does not fit" in str(raised.value.detail)
@@ -369,7 +369,7 @@ def test_rate_limit_wait_that_does_not_fit_the_order_deadline_fails_at_once(
 def test_new_order_without_an_answer_is_not_resent(ca, session_factory) -> None:
     ca.script("POST", "/order", NO_ANSWER)
     with pytest.raises(errors.OrderStateUnknown) as raised:
-        session_factory().place_order(CSR)
+        session_factory().place_order(NAMES)
     assert ca.calls.count(("POST", "/order")) == 1
     assert not raised.value.retryable
 
@@ -386,10 +386,10 @@ def test_finalize_without_an_answer_follows_the_order_state(ca, session_factory)
     ca.script("POST", "/cert/1", (200, {}, None))
     session = session_factory()
     order = OrderHandle(
-        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready", CSR
+        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready"
     )
     with pytest.raises(errors.FinalizeError, match="Unable to process finalize"):
-        session.finalize(order, timeout=30)  # the empty chain: only the path matters here
+        session.finalize(order, CSR, timeout=30)  # the empty chain: only the path matters here
     assert ca.calls.count(("POST", "/order/1/finalize")) == 1
     assert ca.calls.count(("POST", "/order/1")) == 2
     assert ("POST", "/cert/1") in ca.calls
@@ -399,10 +399,10 @@ def test_finalize_still_processing_at_the_deadline_says_so(ca, session_factory, 
     ca.script("POST", "/order/1/finalize", (200, {}, order_body("processing")))
     ca.script("POST", "/order/1", *[(200, {"Retry-After": "5"}, order_body("processing"))] * 20)
     order = OrderHandle(
-        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready", CSR
+        f"{BASE}/order/1", f"{BASE}/order/1/finalize", (), ("a.example.com",), "ready"
     )
     with pytest.raises(errors.FinalizeTimeout) as raised:
-        session_factory().finalize(order, timeout=20)
+        session_factory().finalize(order, CSR, timeout=20)
     assert "is processing" in str(raised.value.detail)
     assert sum(fake_time.sleeps) <= 20
 
@@ -440,6 +440,6 @@ def test_server_errors_until_the_deadline_are_final(ca, session_factory, fake_ti
     ca.script("POST", "/order", *[(503, {"Retry-After": "2"}, None)] * 10)
     session = session_factory()
     with pytest.raises(errors.CAUnavailable) as raised, session.deadline(3):
-        session.place_order(CSR)
+        session.place_order(NAMES)
     assert fake_time.sleeps == [2.0]
     assert not raised.value.retryable  # no time is left for a Prefect retry either

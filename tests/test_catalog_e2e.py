@@ -294,12 +294,10 @@ def test_finalize_with_a_csr_for_other_names(home: Home) -> None:
     with session_scope(engine) as s:
         session = open_session(s, "sandbox", get_settings())
     key = generate_private_key("ec256")
-    order = session.place_order(build_csr(key, CSRFields(names=["fin.example.com"])))
-    from dataclasses import replace
-
-    other = replace(order, csr_pem=build_csr(key, CSRFields(names=["other.example.com"])))
+    order = session.place_order(["fin.example.com"])
+    other = build_csr(key, CSRFields(names=["other.example.com"]))
     with pytest.raises(errors.FinalizeError) as raised:
-        session.finalize(other, timeout=10)
+        session.finalize(order, other, timeout=10)
     assert str(raised.value).startswith("Unable to process finalize order request.")
     assert raised.value.detail
 

@@ -195,3 +195,25 @@ def test_concurrent_claims_never_share_a_certificate(state_engine: Engine) -> No
     everything = [i for batch in batches.values() for i in batch]
     assert len(batches) == 4
     assert sorted(everything) == list(range(1, 61))  # each certificate claimed exactly once
+
+
+def test_a_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
+    state_engine: Engine,
+) -> None:
+    """A holder that died (SIGKILL) does not block its certificate until the lease expires;
+    a live process's lease stays held."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    key = leases.names_key(["killed.example.com"])
+    dead_owner = f"{socket.gethostname()}:{child.pid}:1"
+    take(state_engine, key, dead_owner, now=dt.datetime.now(dt.UTC))
+    with pytest.raises(LeaseHeld):  # alive: held
+        take(state_engine, key, "worker-b", now=dt.datetime.now(dt.UTC))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    holder = take(state_engine, key, "worker-b", now=dt.datetime.now(dt.UTC))
+    assert holder.owner == "worker-b"

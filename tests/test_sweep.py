@@ -15,16 +15,18 @@ from typer.testing import CliRunner
 
 from acmeflow import cli_sweep
 from acmeflow.config.settings import get_settings
-from acmeflow.core import issuance
+from acmeflow.core import issuance, pipeline
+from acmeflow.core.deadline import Deadline
 from acmeflow.core.dns01 import ChallengeRecord
+from acmeflow.core.pipeline import Batch, OrderItem
 from acmeflow.core.state.challenge_journal import ChallengeJournal, list_entries
 from acmeflow.core.state.db import open_database
 from acmeflow.core.state.models import ChallengeJournalEntry
 from acmeflow.flows.sweep import sweep
 from acmeflow.output import database
 from acmeflow.providers.configured import ConfiguredProviders
-from acmeflow.tasks.acme import add_txt_records
 from acmeflow.tasks.common import run_summary
+from acmeflow.tasks.pipeline import pipeline_context
 from tests.fixtures_acmeflow import Home
 from tests.test_issue_e2e import issue_json, txt_values
 
@@ -54,7 +56,13 @@ def age(values: list[str], hours: float) -> None:
 
 def crash_after_present(records: list[ChallengeRecord]) -> None:
     """What a run that dies after writing its TXT values leaves: values and journal rows."""
-    add_txt_records.fn(records)  # the journal-aware task path of `issue` and `renew`
+    item = OrderItem(
+        ref="crashed", ca="sandbox", names=[], store="certificate", log_id=0, records=records
+    )
+    item.done = "plan_txt_records"
+    batch = Batch([item], deadline=Deadline.after(60), now=dt.datetime.now(dt.UTC))
+    pipeline.add_txt_records(batch, pipeline_context())  # the step `issue` and `renew` run
+    assert item.error is None and item.done == "add_txt_records"
 
 
 @pytest.fixture

@@ -72,6 +72,22 @@ class LeaseHolder:
         return f"run {self.flow_run_id}" if self.flow_run_id else self.owner
 
 
+def owner_is_dead(owner: str) -> bool:
+    """Whether ``owner`` (``host:pid:...``) is a process of this host that no longer runs: a
+    killed holder's lease is free at once instead of at its expiry."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _holder(row: Lease) -> LeaseHolder:
     return LeaseHolder(row.key, row.owner, row.flow_run_id, row.acquired_at, row.expires_at)
 
@@ -166,6 +182,8 @@ def acquire(
             if row is None:  # released between the two statements: held a moment ago
                 raise LeaseHeld(what, "another run", detail=f"lease {key} changed hands just now")
             holder = _holder(row)
+            if owner_is_dead(holder.owner) and _take_from(s, key, holder.owner, values):
+                return LeaseHolder(key, owner, flow_run_id, now, now + ttl)
             raise LeaseHeld(
                 what,
                 holder.describe(),
@@ -195,6 +213,17 @@ def acquire_all(
         release(s, [h.key for h in taken], owner=owner)
         raise
     return taken
+
+
+def _take_from(s: Session, key: str, dead: str, values: Mapping[str, object]) -> bool:
+    """Take lease ``key`` over from the dead owner ``dead`` (unless someone was quicker)."""
+    taken = s.execute(
+        update(Lease)
+        .where(Lease.key == key, Lease.owner == dead)
+        .values({k: v for k, v in values.items() if k != "key"})
+        .execution_options(synchronize_session=False)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def ensure_held(

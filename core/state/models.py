@@ -408,3 +408,26 @@ class Lease(Base):
 
     def __repr__(self) -> str:
         return f"Lease(key={self.key!r}, owner={self.owner!r})"
+
+
+class OrderInFlightRow(Base):
+    """An order about to be finalized, and where its key waits (0007).
+
+    Written before ``finalize`` and deleted once the certificate is stored (or the order
+    failed): a row left behind is an order a crash interrupted, whose certificate the CA may
+    have issued. ``sweep`` (or the next run of the same request) downloads it instead of
+    ordering again. ``fields`` is what storing it needs (names, store, folder; no secret).
+    """
+
+    __tablename__ = "orders_in_flight"
+
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)  # the staged key's name
+    ca_name: Mapped[str] = mapped_column(String(100))
+    order_url: Mapped[str] = mapped_column(String(500))
+    key_staged: Mapped[bool] = mapped_column(default=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"OrderInFlightRow(ref={self.ref!r}, order_url={self.order_url!r})"

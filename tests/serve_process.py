@@ -1,0 +1,83 @@
+"""`acmeflow serve` in a subprocess against the session's Prefect test server, and waits for
+its deployments and their runs (bounded polls)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+STARTUP_SECONDS = 120
+RUN_SECONDS = 240
+
+
+def wait_for_deployments(names: list[str], serve: subprocess.Popen[bytes], log: Path) -> dict:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    found: dict[str, Any] = {}
+    with get_client(sync_client=True) as client:
+        while len(found) < len(names):
+            assert serve.poll() is None, f"acmeflow serve exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not served in time:\n{log.read_text()[-3000:]}"
+            for name in names:
+                if name not in found:
+                    with contextlib.suppress(ObjectNotFound):
+                        found[name] = client.read_deployment_by_name(name)
+            time.sleep(0.5)
+    return found
+
+
+def wait_for_runs(run_ids: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + RUN_SECONDS
+    finished: dict[str, Any] = {}
+    with get_client(sync_client=True) as client:
+        while len(finished) < len(run_ids):
+            assert time.monotonic() < deadline, (
+                f"runs not finished in time: {set(run_ids) - set(finished)}"
+            )
+            for name, run_id in run_ids.items():
+                if name in finished:
+                    continue
+                run = client.read_flow_run(run_id)
+                if run.state is not None and run.state.is_final():
+                    finished[name] = run
+            time.sleep(0.5)
+    return finished
+
+
+def api_env() -> dict[str, str]:
+    """This process's environment plus ``PREFECT_API_URL`` of the test server, for
+    subprocesses (``acmeflow serve``, the ``prefect`` CLI)."""
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url).rstrip("/")
+    return {**os.environ, "PREFECT_API_URL": api_url}
+
+
+@contextlib.contextmanager
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``acmeflow serve`` running (its output in ``serve.log``); stopped with SIGINT after."""
+    log = tmp_path / "serve.log"
+    env = api_env()
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [str(Path(sys.executable).with_name("acmeflow")), "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield serve, log
+    finally:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
