@@ -33,6 +33,7 @@ the Prefect server.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import resource
@@ -42,6 +43,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from acmeflow.sandbox import SandboxInfo
@@ -146,7 +148,14 @@ def child_renew(at: str) -> None:
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     machine_before = machine_busy_seconds()
+    profile_to = os.environ.get("BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     summary = run_summary(renew_as_of(now=at, return_state=True))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(profile_to))
     elapsed = time.perf_counter() - started
     machine = machine_busy_seconds() - machine_before
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -491,11 +500,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-certbot", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep-sandbox", action="store_true")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="write cProfile stats of the renew process to FILE"
+    )
     parser.add_argument("--child-renew", metavar="NOW", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_renew:
         child_renew(args.child_renew)
         return 0
+    if args.profile:
+        os.environ["BENCH_PROFILE"] = str(Path(args.profile).resolve())
     for key, value in QUIET_PREFECT.items():
         os.environ.setdefault(key, value)
     certbot_env: CertbotEnv | None = None

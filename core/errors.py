@@ -322,6 +322,12 @@ class LeaseHeld(AcmeflowError):
         super().__init__(detail, message=f"{what} already in progress by {holder}")
 
 
+class DiskWriteFailed(AcmeflowError):
+    """A file or the database could not be written (a full disk, a read-only folder)."""
+
+    message = "Could not write to disk. Please check the free space and permissions."
+
+
 class RunInterrupted(AcmeflowError):
     """The run stopped (an error elsewhere, a cancellation) before this order finished."""
 

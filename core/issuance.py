@@ -10,6 +10,7 @@ values). Also the order :class:`Timeouts` and the :class:`Progress` and
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -102,14 +103,24 @@ def plan_challenge_records(
 
 
 def _each(
-    units: Sequence[list[ChallengeRecord]], action: Callable[[list[ChallengeRecord]], None]
+    units: Sequence[list[ChallengeRecord]],
+    action: Callable[[list[ChallengeRecord]], None],
+    per_provider: int,
 ) -> None:
+    """``action`` on every unit in parallel, at most ``per_provider`` at once per provider."""
     if len(units) <= 1:
         for unit in units:
             action(unit)
         return
-    with ThreadPoolExecutor(max_workers=min(8, len(units))) as pool:
-        for future in [pool.submit(action, u) for u in units]:
+    slots = {u[0].provider: threading.BoundedSemaphore(max(1, per_provider)) for u in units}
+
+    def limited(unit: list[ChallengeRecord]) -> None:
+        with slots[unit[0].provider]:
+            action(unit)
+
+    workers = min(len(units), max(1, per_provider) * len(slots), 64)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(limited, u) for u in units]:
             future.result()
 
 
@@ -162,6 +173,7 @@ def add_txt_records(
     progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
     on_error: Callable[[ChallengeRecord, errors.AcmeflowError], None] | None = None,
+    per_provider: int = 8,
 ) -> None:
     """Present every value through its provider (providers keep other values).
 
@@ -195,7 +207,7 @@ def add_txt_records(
 
     if journal is not None:
         journal.record(records)
-    _each(_units(records, providers), present)
+    _each(_units(records, providers), present, per_provider)
 
 
 def cleanup_txt_records(
@@ -203,8 +215,10 @@ def cleanup_txt_records(
     providers: Mapping[str, DNSProvider],
     progress: Progress = no_progress,
     journal: ChallengeJournal | None = None,
+    per_provider: int = 8,
 ) -> list[str]:
-    """Remove our own values; never raises. Returns the problems met (for the log).
+    """Remove our own values; never raises (at most ``per_provider`` calls at once per
+    provider that does not batch). Returns the problems met (for the log).
 
     With a ``journal`` the values removed are forgotten there; the others stay for ``sweep``.
     """
@@ -224,7 +238,7 @@ def cleanup_txt_records(
         else:
             removed.extend(unit)
 
-    _each(_units(records, providers), remove)
+    _each(_units(records, providers), remove, per_provider)
     if journal is not None and removed:
         try:
             journal.forget(removed)

@@ -117,11 +117,14 @@ def _recover(ctx: Context, order: OrderInFlight, now: dt.datetime) -> Recovered:
             line = f"dropped the unfinished order {order.order_url}"
         else:
             key_pem = store.read_staging_key(order.ref) if order.key_staged else None
-            saved = save_issued(s, issued_set_from(order.fields, issued, key_pem))
-            if order.fields.get("certificate_id"):
-                renewals.record_success(
-                    s, saved.certificate_id, now=now, renew_days=order.fields.get("renew_days")
-                )
+
+            def also(cert_id: int) -> None:
+                if order.fields.get("certificate_id"):
+                    renew_days = order.fields.get("renew_days")
+                    renewals.record_success(s, cert_id, now=now, renew_days=renew_days)
+                orders_in_flight.forget(s, [order.ref])
+
+            saved = save_issued(s, issued_set_from(order.fields, issued, key_pem), also)
             names = ", ".join(order.fields["names"])
             line = f"recovered certificate {saved.certificate_id} ({names}) from {order.order_url}"
         orders_in_flight.forget(s, [order.ref])

@@ -6,11 +6,13 @@ CA issuer names, history). Plain functions on a session: the Prefect tasks of ``
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import get_settings
@@ -19,7 +21,7 @@ from acmeflow.core.acme_client import IssuedCertificate
 from acmeflow.core.certinfo import CertificateInfo, parse_certificate
 from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import cas, certificates, history, inventory, provider_index
-from acmeflow.core.state.models import CAVendor
+from acmeflow.core.state.models import CAVendor, Certificate
 from acmeflow.core.state.provider_index import ProviderIndex
 from acmeflow.core.stores import STORE_KINDS, stores_from_settings
 
@@ -74,11 +76,15 @@ class SavedCertificate:
     info: CertificateInfo
 
 
-def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
-    """Write ``new`` into its store, then record it (row, CA issuer names, history) in ``s``.
+def save_issued(
+    s: Session, new: IssuedSet, before_commit: Callable[[int], None] | None = None
+) -> SavedCertificate:
+    """Write ``new`` into its store, record it (row, CA issuer names, history, and what
+    ``before_commit(certificate_id)`` adds to ``s``) and commit ``s``.
 
-    The files are in place before any row changes (so no database write lock is held while
-    they are fsynced); a renewal keeps the previous version.
+    The files switch first (no database write lock is held while they are fsynced), then the
+    rows are written and committed; when the commit fails (a full disk, a lost database) the
+    files switch back, so files and rows always agree. A renewal keeps the previous version.
     """
     target = stores_from_settings(get_settings())[new.store]
     info = parse_certificate_pem(new.issued.cert_pem)
@@ -87,26 +93,50 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
     folder = new.folder or (
         target.folder_for(new.names) if existing is None else Path(existing.folder)
     )
-    stored = target.write(
-        folder,
-        cert_pem=new.issued.cert_pem.encode(),
-        chain_pem=new.issued.chain_pem.encode(),
-        fullchain_pem=new.issued.fullchain_pem.encode(),
-        key_pem=new.key_pem,
-        metadata={
-            "names": new.names,
-            "ca": new.ca,
-            "serial": info.serial,
-            "not_after": info.not_after.isoformat(),
-            "issued_at": dt.datetime.now(dt.UTC).isoformat(),
-        },
-    )
+    try:
+        with target.replacing(
+            folder,
+            cert_pem=new.issued.cert_pem.encode(),
+            chain_pem=new.issued.chain_pem.encode(),
+            fullchain_pem=new.issued.fullchain_pem.encode(),
+            key_pem=new.key_pem,
+            metadata={
+                "names": new.names,
+                "ca": new.ca,
+                "serial": info.serial,
+                "not_after": info.not_after.isoformat(),
+                "issued_at": dt.datetime.now(dt.UTC).isoformat(),
+            },
+        ) as stored:
+            cert_id = _record_issued(s, new, vendor, existing, info, stored.folder)
+            if before_commit is not None:
+                before_commit(cert_id)
+            s.commit()
+    except OSError as exc:
+        raise errors.DiskWriteFailed(detail=f"{exc.filename or folder}: {exc.strerror}") from exc
+    except SQLAlchemyError as exc:
+        s.rollback()
+        raise errors.DiskWriteFailed(
+            detail=f"the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        ) from exc
+    return SavedCertificate(certificate_id=cert_id, folder=stored.folder, info=info)
+
+
+def _record_issued(
+    s: Session,
+    new: IssuedSet,
+    vendor: CAVendor,
+    existing: Certificate | None,
+    info: CertificateInfo,
+    folder: Path,
+) -> int:
+    """The rows of a stored certificate: its record, the CA's issuer names, the history."""
     # the scan recognises this CA's certificates by the issuer it learns here
     learned = info.issuer_common_name or info.issuer_organization
     cas.add_issuer_names(s, vendor, [learned] if learned else [])
     fields = {
         "store": new.store,
-        "folder": str(stored.folder),
+        "folder": str(folder),
         **inventory.certificate_columns(info),
         "ca_vendor_id": vendor.id,
         "issued_by_ca_id": vendor.id,
@@ -134,7 +164,7 @@ def save_issued(s: Session, new: IssuedSet) -> SavedCertificate:
         serial=info.serial,
         certificate_id=cert.id,
     )
-    return SavedCertificate(certificate_id=cert.id, folder=stored.folder, info=info)
+    return cert.id
 
 
 def parse_certificate_pem(cert_pem: str) -> CertificateInfo:

@@ -205,11 +205,15 @@ class Context:
     _providers: dict[str, DNSProvider] = field(default_factory=dict)
     _index: provider_index.ProviderIndex | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: threading.local = field(default_factory=threading.local)
 
     def acme(self, ca: str) -> AcmeSession:
-        """This thread's ACME session at ``ca`` (sessions are cached per thread)."""
-        with self.database() as s:
-            return open_session(s, ca, self.settings)
+        """This thread's ACME session at ``ca``, loaded once per thread and context."""
+        sessions: dict[str, AcmeSession] = self._threads.__dict__.setdefault("acme", {})
+        if ca not in sessions:
+            with self.database() as s:
+                sessions[ca] = open_session(s, ca, self.settings)
+        return sessions[ca]
 
     def provider(self, name: str) -> DNSProvider:
         """The DNS provider ``name`` (built once per context)."""
@@ -363,6 +367,7 @@ def add_txt_records(batch: Batch, ctx: Context) -> None:
         providers,
         progress=ctx.progress if len(batch.items) == 1 else no_progress,
         on_error=failed,
+        per_provider=ctx.settings.per_dns_provider_concurrency,
     )
     for item in items:
         error = next((failures[k] for k in map(_record_key, item.records) if k in failures), None)
@@ -511,18 +516,17 @@ def store_certificates(batch: Batch, ctx: Context) -> None:
         target = ctx.stores[item.store]
         fields = _issued_set_fields(item, target)
         key_pem = target.read_staging_key(item.ref) if item.holds_new_key else None
+        renewal = item.renewal
+
+        def also(cert_id: int) -> None:
+            if renewal is not None:
+                renewals.record_success(s, cert_id, now=batch.now, renew_days=renewal.renew_days)
+            orders_in_flight.forget(s, [item.ref])
+
         with ctx.database() as s:
             if item.lease_key is not None:  # another run took over: it must not write
                 leases.ensure_held(s, item.lease_key, owner=batch.owner)
-            item.saved = save_issued(s, issued_set_from(fields, item.issued, key_pem))
-            if item.renewal is not None:
-                renewals.record_success(
-                    s,
-                    item.renewal.certificate_id,
-                    now=batch.now,
-                    renew_days=item.renewal.renew_days,
-                )
-            orders_in_flight.forget(s, [item.ref])
+            item.saved = save_issued(s, issued_set_from(fields, item.issued, key_pem), also)
         target.discard_staging_key(item.ref)
         if item.renewal is not None:
             loose = place_folder(item.renewal, target)[1]
@@ -660,7 +664,13 @@ def clean_up(batch: Batch, ctx: Context, interrupted: BaseException | None = Non
             f"TXT records not cleaned up: {exc} (`acmeflow sweep` removes them later)", problem=True
         )
         return [str(exc)]
-    problems = issuance.cleanup_txt_records(records, providers, ctx.progress, ctx.journal)
+    problems = issuance.cleanup_txt_records(
+        records,
+        providers,
+        ctx.progress,
+        ctx.journal,
+        per_provider=ctx.settings.per_dns_provider_concurrency,
+    )
     for item in batch.items:
         item.cleaned = True
     return problems

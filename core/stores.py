@@ -39,6 +39,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -51,9 +52,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from acmeflow.config.settings import Settings, get_settings
-from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
+from acmeflow.core.errors import ConfigError, DiskWriteFailed, InvalidKey, NotFound
 from acmeflow.core.files import atomic_write, fsync_dir, mkdir_private, write_new
 from acmeflow.core.names import canonical_name
+
+log = logging.getLogger(__name__)
 
 StoreKind = Literal["certificate", "zero-touch"]
 STORE_KINDS: tuple[StoreKind, ...] = ("certificate", "zero-touch")
@@ -162,6 +165,15 @@ class StoredCertificate:
         )
 
 
+@dataclass(frozen=True)
+class _Put:
+    """A version switched live by a write: what undoing it needs."""
+
+    version: str
+    old_version: str | None
+    archived: Path | None  # the copy of the replaced set in previous/
+
+
 class CertificateStore:
     """One store (``certificate`` or ``zero-touch``) rooted at a folder."""
 
@@ -222,20 +234,18 @@ class CertificateStore:
         ``key_pem=None`` keeps the current ``privkey.pem`` (renewal with the same key). The
         key must match the certificate. The replaced set is kept in ``previous/``.
         """
-        folder = self._own(folder)
-        mkdir_private(self.root, self.dir_mode)
-        mkdir_private(folder, self.dir_mode)
-        with _DURABLE_WRITES, _locked(folder):
-            return self._write_locked(
-                folder,
-                cert_pem=cert_pem,
-                chain_pem=chain_pem,
-                fullchain_pem=fullchain_pem,
-                key_pem=key_pem,
-                metadata=metadata,
-            )
+        with self.replacing(
+            folder,
+            cert_pem=cert_pem,
+            chain_pem=chain_pem,
+            fullchain_pem=fullchain_pem,
+            key_pem=key_pem,
+            metadata=metadata,
+        ) as live:
+            return live
 
-    def _write_locked(
+    @contextlib.contextmanager
+    def replacing(
         self,
         folder: Path,
         *,
@@ -244,7 +254,61 @@ class CertificateStore:
         fullchain_pem: bytes | str,
         key_pem: bytes | str | None,
         metadata: dict[str, Any],
-    ) -> StoredCertificate:
+    ) -> Iterator[StoredCertificate]:
+        """:meth:`write`, undone when the body raises: the set that was live goes live again
+        (a folder this write created is removed) and the error goes on. The body is where the
+        caller records the new set (its database commit): files and records always agree."""
+        folder = self._own(folder)
+        mkdir_private(self.root, self.dir_mode)
+        created = not folder.exists()
+        mkdir_private(folder, self.dir_mode)
+        with _DURABLE_WRITES, _locked(folder):
+            try:
+                put = self._put(
+                    folder,
+                    cert_pem=cert_pem,
+                    chain_pem=chain_pem,
+                    fullchain_pem=fullchain_pem,
+                    key_pem=key_pem,
+                    metadata=metadata,
+                )
+            except BaseException:
+                if created:
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
+            try:
+                yield StoredCertificate.at(folder)
+            except BaseException:
+                self._undo(folder, put, created)
+                raise
+            if put.old_version is not None and put.old_version != put.version:
+                shutil.rmtree(folder / ARCHIVE_DIR / put.old_version, ignore_errors=True)
+            self._prune(folder)
+
+    def _undo(self, folder: Path, put: _Put, created: bool) -> None:
+        """Make the set that was live before ``put`` live again (never raises)."""
+        try:
+            if created or put.old_version is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            self._switch(folder, put.old_version)
+            shutil.rmtree(folder / ARCHIVE_DIR / put.version, ignore_errors=True)
+            if put.archived is not None:
+                shutil.rmtree(put.archived, ignore_errors=True)
+        except OSError as exc:  # recovery at the next open finishes what is left
+            log.warning("could not undo the write in %s: %s", folder, exc)
+
+    def _put(
+        self,
+        folder: Path,
+        *,
+        cert_pem: bytes | str,
+        chain_pem: bytes | str,
+        fullchain_pem: bytes | str,
+        key_pem: bytes | str | None,
+        metadata: dict[str, Any],
+    ) -> _Put:
+        """Stage the new version and switch ``current`` to it (the old version stays)."""
         self._recover_folder(folder)
         cert_b = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
         live = StoredCertificate.at(folder)
@@ -273,17 +337,15 @@ class CertificateStore:
             ),
         }
 
+        archived = None
         if live.cert.exists():
             self._migrate_legacy(folder)
-            self._archive(folder)
+            archived = self._archive(folder)
         version = self._stage_version(folder, contents)
         old_version = _current_version(folder)
         self._switch(folder, version)
         self._link_live_names(folder)
-        if old_version is not None and old_version != version:
-            shutil.rmtree(folder / ARCHIVE_DIR / old_version, ignore_errors=True)
-        self._prune(folder)
-        return live
+        return _Put(version=version, old_version=old_version, archived=archived)
 
     def _stage_version(self, folder: Path, contents: dict[str, tuple[bytes, int]]) -> str:
         """Write a complete version into ``archive/<version>/`` (made under a temporary name,
@@ -494,9 +556,12 @@ class CertificateStore:
     def write_staging_key(self, request_id: str, key_pem: bytes | str) -> Path:
         """Park a generated key (0600 in a 0700 folder) while its order is in flight."""
         path = self.staging_key_path(request_id)
-        mkdir_private(self.root, self.dir_mode)
-        mkdir_private(self.staging_dir, 0o700)
-        atomic_write(path, key_pem, mode=0o600)
+        try:
+            mkdir_private(self.root, self.dir_mode)
+            mkdir_private(self.staging_dir, 0o700)
+            atomic_write(path, key_pem, mode=0o600)
+        except OSError as exc:
+            raise DiskWriteFailed(detail=f"{exc.filename or path}: {exc.strerror}") from exc
         return path
 
     def read_staging_key(self, request_id: str) -> bytes:

@@ -93,9 +93,10 @@ def test_sync_creates_updates_and_deletes_per_ca_deployments(
     add_short_lived_certificate("bravo")  # bravo's certificates live 160 h
 
     report = sync_json()
-    assert {"renew/renew-alpha", "renew/renew-bravo", "renew/ad-hoc", "issue/ad-hoc"} <= set(
-        report["created"]
-    )
+    assert {"renew/renew-alpha", "renew/renew-bravo"} <= set(report["created"])
+    # the session's server may hold the ad-hoc ones already (an earlier `acmeflow serve`)
+    synced = report["created"] + report["updated"] + report["unchanged"]
+    assert {"renew/ad-hoc", "issue/ad-hoc"} <= set(synced)
     assert report["failed"] == []
     alpha = read_deployment("renew/renew-alpha")
     bravo = read_deployment("renew/renew-bravo")

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from acmeflow.config.settings import get_settings
+from acmeflow.core.errors import DiskWriteFailed
 from acmeflow.core.files import mkdir_private
 
 if TYPE_CHECKING:
@@ -169,8 +171,23 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        if _disk_full(exc):
+            raise DiskWriteFailed(detail=f"the database: {_first_line(exc)}") from exc
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _first_line(exc: OperationalError) -> str:
+    return str(exc.orig or exc).strip().splitlines()[0]
+
+
+def _disk_full(exc: OperationalError) -> bool:
+    """Whether the database could not write for lack of space (SQLite, PostgreSQL)."""
+    text = _first_line(exc).lower()
+    return "disk is full" in text or "no space left" in text or "could not extend" in text
