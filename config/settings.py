@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     per_ca_concurrency: int = Field(default=8, ge=1)
     per_dns_provider_concurrency: int = Field(default=8, ge=1)
     renew_batch_size: int = Field(
-        default=50, ge=1, le=1000, description="certificates of one CA renewed as one batch"
+        default=100, ge=1, le=1000, description="certificates of one CA renewed as one batch"
     )
     propagation_timeout: float = Field(default=180.0, gt=0)
     propagation_interval: float = Field(default=0.1, gt=0)

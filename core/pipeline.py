@@ -67,6 +67,7 @@ from acmeflow.core.stores import CertificateStore
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN = dt.timedelta(minutes=5)
+STORE_WORKERS = 4  # certificates written at once (fsyncs overlap; database commits queue)
 
 
 # --- the batch -------------------------------------------------------------------------------
@@ -247,16 +248,45 @@ def ca_workers(settings: Settings) -> int:
     return max(1, min(settings.per_ca_concurrency, settings.max_workers))
 
 
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _shared_pool(size: int) -> ThreadPoolExecutor:
+    """One thread pool per process for the steps (threads and their ACME sessions live on
+    from step to step instead of being started again for each)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] < size:
+            if _pool is not None:
+                _pool[1].shutdown(wait=False)
+            _pool = (size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="acmeflow"))
+        return _pool[1]
+
+
 def _parallel(
     action: Callable[[OrderItem], None], items: Sequence[OrderItem], workers: int
 ) -> None:
+    """``action`` on every item, at most ``workers`` at once."""
     if len(items) <= 1 or workers <= 1:
         for item in items:
             action(item)
         return
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        for future in [pool.submit(action, item) for item in items]:
-            future.result()
+    queue = iter(items)
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                item = next(queue, None)
+            if item is None:
+                return
+            action(item)
+
+    runners = min(workers, len(items))
+    pool = _shared_pool(runners)
+    for future in [pool.submit(drain) for _ in range(runners)]:
+        future.result()
 
 
 def _met(item: OrderItem, step: str, exc: BaseException, batch: Batch) -> None:
@@ -533,7 +563,7 @@ def store_certificates(batch: Batch, ctx: Context) -> None:
             if loose is not None:
                 adopt_loose_file(item.saved.folder, loose, item.renewal.serial)
 
-    done = _each_item(batch, "store_certificates", ctx, store, 1)
+    done = _each_item(batch, "store_certificates", ctx, store, STORE_WORKERS)
     if len(batch.items) == 1:
         for item in done:
             assert item.saved is not None
