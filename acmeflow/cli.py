@@ -31,6 +31,7 @@ from acmeflow.core.stores import stores_from_settings
 from acmeflow.server import use_local_server
 
 from . import (
+    cli_alerts,
     cli_ca,
     cli_certs,
     cli_deploy,
@@ -87,6 +88,7 @@ app.command("deploy")(cli_deploy.deploy)
 app.add_typer(cli_schedules.app, name="schedules")
 app.command("serve")(cli_schedules.serve)
 app.command("sweep")(cli_sweep.sweep)
+app.add_typer(cli_alerts.app, name="alerts")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 

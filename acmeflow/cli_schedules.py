@@ -26,7 +26,7 @@ PoolOpt = Annotated[
 ]
 
 
-def _require_api() -> None:
+def require_api() -> None:
     """Exit 1, saying how to start a server, unless a Prefect API answers."""
     problem = asyncio.run(schedules.api_problem())
     if problem is None:
@@ -69,7 +69,7 @@ async def _sync(work_pool: str | None) -> schedules.SyncReport:
 def sync(work_pool: PoolOpt = None, as_json: JsonOpt = False) -> None:
     """Reconcile the Prefect deployments with the configured CA vendors: create, update, and
     delete the renew-<ca> deployment of a removed CA."""
-    _require_api()
+    require_api()
     report = asyncio.run(_sync(work_pool))
     if as_json:
         print_json(report.as_dict())
@@ -151,7 +151,7 @@ def serve(
 ) -> None:
     """Serve every acmeflow deployment (renew-<ca>, scan, sweep, issue, renew, deploy) in this
     process: no work pool needed. Needs a running Prefect server (PREFECT_API_URL)."""
-    _require_api()
+    require_api()
     from prefect.settings import PREFECT_UI_URL
 
     def show(report: schedules.SyncReport) -> None:

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_names: int = Field(
         default=100, ge=1, description="names per certificate at a CA without a known limit"
     )
+    expiry_warning_days: int = Field(
+        default=14,
+        ge=0,
+        description="an expiring-certificate alert for a manual certificate this close to expiry",
+    )
     deploy_retries: int = Field(default=3, ge=0, le=20)
     deploy_retry_delay: float = Field(default=2.0, ge=0, description="first retry delay, s")
     dns_resolvers: Annotated[list[str], NoDecode] = Field(

@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from acmeflow.core import errors
 from acmeflow.core.errors import mask_secrets
+from acmeflow.tasks.alerts import emit_deploy_alerts
 from acmeflow.tasks.common import (
     end_run,
     markdown_table,
@@ -88,6 +89,9 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
         )
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
+        emit_deploy_alerts(
+            [(r.certificate_id, r.target, r.message, r.detail) for r in results if not r.ok]
+        )
         table = markdown_table(
             ["certificate", "target", "error"],
             [[r["certificate_id"], r["target"], f"{r['message']} {r['detail']}"] for r in failed],

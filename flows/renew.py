@@ -16,6 +16,7 @@ from acmeflow.core.pipeline import renewal_batches, renewal_outcome
 from acmeflow.core.renewal_plan import RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
 from acmeflow.flows.pipeline import run_sequence
+from acmeflow.tasks.alerts import emit_renewal_alerts
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
 from acmeflow.tasks.pipeline import open_renewals, recover_orders
 from acmeflow.tasks.renew import plan_renewals
@@ -95,6 +96,7 @@ def _renew(
             )
     # zero-touch certificates go to their targets now (never fails the renewal)
     deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
+    emit_renewal_alerts(outcomes, now=at.isoformat(), ca=ca, certificate_ids=certificate_ids)
     summary = _summary(outcomes, plan.not_due, plan.considered)
     rows = summary["results"]
     if rows:

@@ -5,6 +5,7 @@ from typing import Any, Literal
 from prefect import flow
 
 from acmeflow.core.stores import STORE_KINDS
+from acmeflow.tasks.alerts import emit_expiry_alerts
 from acmeflow.tasks.scan import (
     check_password_refs,
     publish_inventory,
@@ -38,4 +39,5 @@ def scan(
     ]
     report = report_inventory(outcomes, expiring_limit=expiring_limit)
     publish_inventory(report)
+    emit_expiry_alerts()
     return report.to_dict()

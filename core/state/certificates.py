@@ -91,14 +91,21 @@ def certificates_by_id(s: Session, certificate_ids: Iterable[int]) -> list[Certi
     ids = list(dict.fromkeys(int(i) for i in certificate_ids))
     if not ids:
         raise ConfigError(detail="give at least one certificate id")
-    found: dict[int, Certificate] = {}
-    for i in range(0, len(ids), 500):
-        for cert in s.scalars(select(Certificate).where(Certificate.id.in_(ids[i : i + 500]))):
-            found[cert.id] = cert
+    found = certificates_found(s, ids)
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise NotFound(detail=f"no certificate with id {', '.join(missing)}")
     return [found[i] for i in ids]
+
+
+def certificates_found(s: Session, certificate_ids: Iterable[int]) -> dict[int, Certificate]:
+    """The certificates of ``certificate_ids`` that exist, by id (none given: none)."""
+    ids = list(dict.fromkeys(int(i) for i in certificate_ids))
+    found: dict[int, Certificate] = {}
+    for i in range(0, len(ids), 500):
+        for cert in s.scalars(select(Certificate).where(Certificate.id.in_(ids[i : i + 500]))):
+            found[cert.id] = cert
+    return found
 
 
 def get_certificate_by_folder(s: Session, store: str, folder: str) -> Certificate | None:
@@ -206,3 +213,30 @@ def certificates_due(
     if limit is not None:
         q = q.limit(limit)
     return list(s.scalars(q))
+
+
+def still_due(
+    s: Session, *, now: datetime, ca: CAVendor | None = None, ids: Iterable[int] | None = None
+) -> list[Certificate]:
+    """Active auto-enrolled certificates inside their renewal window at ``now`` (due and not
+    renewed: a renewed one has its next due time ahead), of ``ca`` or ``ids`` when given."""
+    q = select(Certificate).where(
+        Certificate.status == "active",
+        Certificate.enrollment == "auto",
+        Certificate.renewal_due_at <= now,
+    )
+    if ca is not None:
+        q = q.where(Certificate.ca_vendor_id == ca.id)
+    if ids is not None:
+        q = q.where(Certificate.id.in_(list(ids)))
+    return list(s.scalars(q.order_by(Certificate.not_after, Certificate.id)))
+
+
+def manual_expiring(s: Session, *, until: datetime) -> list[Certificate]:
+    """Active certificates not enrolled for renewal that expire before ``until``."""
+    q = select(Certificate).where(
+        Certificate.status == "active",
+        Certificate.enrollment != "auto",
+        Certificate.not_after <= until,
+    )
+    return list(s.scalars(q.order_by(Certificate.not_after, Certificate.id)))
