@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from acmeflow.automations import upsert
 from acmeflow.core import alerts
 from acmeflow.core.errors import ConfigError, NotFound
 
@@ -80,6 +81,7 @@ KINDS = (
     ),
 )
 KIND_KEYS = tuple(k.key for k in KINDS)
+_ALERT_NAMES = frozenset(k.automation_name for k in KINDS)
 
 
 def chosen_kinds(keys: list[str] | None) -> list[AlertKind]:
@@ -170,7 +172,7 @@ async def list_routes(client: PrefectClient) -> list[AlertRoute]:
     """acmeflow's alert automations on the server."""
     routes: list[AlertRoute] = []
     for automation in await client.read_automations():
-        if not automation.name.startswith(PREFIX):
+        if automation.name not in _ALERT_NAMES:  # the crash-recovery ones are not alerts
             continue
         expect = sorted(getattr(automation.trigger, "expect", None) or [])
         blocks = [str(getattr(a, "block_document_id", "")) for a in automation.actions]
@@ -184,18 +186,10 @@ async def set_up(
     client: PrefectClient, kinds: list[AlertKind], block: NotificationBlock
 ) -> dict[str, list[str]]:
     """Create or update the automations of ``kinds`` (sending through ``block``)."""
-    report: dict[str, list[str]] = {"created": [], "updated": []}
+    report: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
     for kind in kinds:
-        wanted = automation_for(kind, block)
-        existing = await client.read_automations_by_name(kind.automation_name)
-        if existing:
-            await client.update_automation(existing[0].id, wanted)
-            for duplicate in existing[1:]:
-                await client.delete_automation(duplicate.id)
-            report["updated"].append(kind.automation_name)
-        else:
-            await client.create_automation(wanted)
-            report["created"].append(kind.automation_name)
+        outcome = await upsert(client, automation_for(kind, block))
+        report[outcome].append(kind.automation_name)
     return report
 
 

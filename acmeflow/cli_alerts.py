@@ -58,7 +58,7 @@ def setup(
     if as_json:
         print_json({"block": found.reference, **report})
         return
-    for label in ("created", "updated"):
+    for label in ("created", "updated", "unchanged"):
         for name in report[label]:
             console.print(f"[green]{label:8}[/] {name} -> {found.reference}")
 

@@ -50,6 +50,9 @@ def _print_report(report: schedules.SyncReport) -> None:
         for name in names:
             extra = "; ".join(report.changes.get(name, []))
             console.print(f"[{style}]{label:9}[/] {name}" + (f"  ({extra})" if extra else ""))
+    for name, outcome in sorted(report.automations.items()):
+        style = {"created": "green", "updated": "yellow"}.get(outcome, "dim")
+        console.print(f"[{style}]{outcome:9}[/] automation {name!r}")
     for item in report.skipped:
         console.print(f"[dim]skipped  [/] {item.name}: {item.reason}", soft_wrap=True)
     for item in report.failed:

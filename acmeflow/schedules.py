@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
+from acmeflow import automations
 from acmeflow.config.settings import get_settings
 from acmeflow.core.schedule_policy import (
     DEPLOY_PENDING_INTERVAL,
@@ -517,6 +518,7 @@ class SyncReport:
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Skipped] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)
+    automations: dict[str, str] = field(default_factory=dict)  # name -> created/updated/...
 
     @property
     def ok(self) -> bool:
@@ -533,6 +535,7 @@ class SyncReport:
             "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
             "failed": [{"name": s.name, "error": s.reason} for s in self.failed],
             "changes": self.changes,
+            "automations": self.automations,
         }
 
 
@@ -662,6 +665,11 @@ async def sync_schedules(
             report.changes[item.full_name] = list(item.changes)
     for item_list in (report.created, report.updated, report.deleted, report.unchanged):
         item_list.sort()
+    try:
+        report.automations = await automations.sync_recovery(client)
+    except Exception as exc:
+        log.warning("could not write the crash-recovery automations: %s", exc)
+        report.failed.append(Skipped(name="crash-recovery automations", reason=str(exc)))
     return report
 
 

@@ -19,13 +19,15 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from acmeflow.core.renewal_plan import RenewalOutcome
 from acmeflow.core.state import certificates
 from acmeflow.core.state.cas import find_ca
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate
+
+if TYPE_CHECKING:
+    from acmeflow.core.renewal_plan import RenewalOutcome
 
 EXPIRING = "acmeflow.certificate.expiring"
 RENEWAL_FAILED = "acmeflow.renewal.failed"

@@ -21,12 +21,15 @@ from acmeflow.tasks.sweep import (
     ProviderJob,
     ProviderSweep,
     clean_leftovers,
+    close_crashed_run,
     failed_sweep,
     plan_sweep,
     sweep_provider,
 )
 
 DEFAULT_GRACE_SECONDS = 3600.0
+# after a crash, unjournaled staged keys go sooner: a live run journals its key within seconds
+CRASHED_KEY_GRACE_SECONDS = 600.0
 
 
 def _artifacts(results: list[ProviderSweep]) -> None:
@@ -66,7 +69,9 @@ def _artifacts(results: list[ProviderSweep]) -> None:
 
 @flow(name="sweep", log_prints=False)
 def sweep(
-    older_than_seconds: float = DEFAULT_GRACE_SECONDS, inspect_limit: int = 100
+    older_than_seconds: float = DEFAULT_GRACE_SECONDS,
+    inspect_limit: int = 100,
+    crashed_run: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Remove challenge values journaled more than ``older_than_seconds`` ago (default one
     hour: longer than any order takes) and not cleaned up, through their DNS provider.
@@ -81,10 +86,16 @@ def sweep(
             entries opened) longer ago than this are leftovers of crashed runs.
         inspect_limit: Per DNS provider, how many _acme-challenge names to read for values
             acmeflow did not write (reported, never removed; 0: none).
+        crashed_run: The id of a flow run that crashed or was cancelled (the automation
+            `acmeflow: sweep after a crash` passes it): what that run left is removed now,
+            whatever its age.
     """
+    crashed = close_crashed_run(crashed_run) if crashed_run else None
     recovered = recover_orders()
-    plan = plan_sweep(older_than_seconds, inspect_limit)
-    cleaned = clean_leftovers(older_than_seconds)
+    plan = plan_sweep(older_than_seconds, inspect_limit, crashed_run)
+    cleaned = clean_leftovers(
+        older_than_seconds, CRASHED_KEY_GRACE_SECONDS if crashed_run else None
+    )
     results: list[ProviderSweep] = []
     if plan.jobs:
         workers = max(1, min(settings().max_workers, len(plan.jobs)))
@@ -107,6 +118,7 @@ def sweep(
         "failed": sum(len(r.failed) for r in results),
         "unjournaled": sum(len(r.unjournaled) for r in results),
         "leftovers": cleaned.as_dict(),
+        "crashed_run": crashed.as_dict() if crashed else None,
         "recovered_orders": recovered,
         "providers": [
             r.as_dict() for r in results if r.removed or r.failed or r.unjournaled or r.problems

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -107,10 +109,36 @@ def failed_sweep(job: ProviderJob, exc: BaseException) -> ProviderSweep:
     )
 
 
+@task(name="close_crashed_run", **STEP)  # type: ignore[call-overload]
+def close_crashed_run(flow_run_id: str) -> Leftovers:
+    """Close the history entries of a crashed or cancelled run and release its leases."""
+    state = _run_state(flow_run_id)
+    with db() as s:
+        found = leftovers.close_crashed_run(s, flow_run_id, state=state)
+    progress(
+        f"sweep: run {flow_run_id} {state.lower()}: {len(found.interrupted)} history entr(ies) "
+        f"closed, {len(found.leases)} lease(s) released"
+    )
+    return found
+
+
+def _run_state(flow_run_id: str) -> str:
+    """The state name of flow run ``flow_run_id`` ("Crashed" when it cannot be read)."""
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+    except Exception:  # an unknown id or no server: the automation said it crashed
+        return "Crashed"
+    return state.name if state is not None and state.name else "Crashed"
+
+
 @task(name="clean_leftovers", **STEP)  # type: ignore[call-overload]
-def clean_leftovers(older_than_seconds: float) -> Leftovers:
+def clean_leftovers(
+    older_than_seconds: float, staged_key_seconds: float | None = None
+) -> Leftovers:
     """Remove what killed runs left besides TXT values: staged keys, ``running`` history
-    entries (closed as interrupted) and expired leases, older than the grace period."""
+    entries (closed as interrupted) and expired leases, older than the grace period
+    (``staged_key_seconds`` for staged keys, when given)."""
     now = utcnow()
     with db() as s:
         found = leftovers.clean_leftovers(
@@ -118,6 +146,9 @@ def clean_leftovers(older_than_seconds: float) -> Leftovers:
             stores_from_settings(settings()).values(),
             older_than=dt.timedelta(seconds=older_than_seconds),
             now=now,
+            staged_older_than=(
+                None if staged_key_seconds is None else dt.timedelta(seconds=staged_key_seconds)
+            ),
         )
     if found.staged_keys or found.interrupted or found.leases:
         progress(
@@ -128,17 +159,20 @@ def clean_leftovers(older_than_seconds: float) -> Leftovers:
 
 
 @task(name="plan_sweep", **STEP)  # type: ignore[call-overload]
-def plan_sweep(older_than_seconds: float, inspect_limit: int = 100) -> SweepPlan:
+def plan_sweep(
+    older_than_seconds: float, inspect_limit: int = 100, crashed_run: str | None = None
+) -> SweepPlan:
     """Stale journal entries grouped by provider, and per active provider the names to
     inspect for values that are not journaled (mapped domains first, at most
-    ``inspect_limit`` per provider; 0 inspects nothing)."""
+    ``inspect_limit`` per provider; 0 inspects nothing). Every value journaled by flow run
+    ``crashed_run`` is stale whatever its age."""
     if older_than_seconds < 0:
         raise errors.ConfigError(
             detail=f"older_than_seconds must be >= 0 (got {older_than_seconds})"
         )
     cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
     with db() as s:
-        entries = stale_entries(s, cutoff)
+        entries = stale_entries(s, cutoff, flow_run_id=crashed_run)
         by_provider: dict[str, list[JournalEntry]] = {}
         for entry in entries:
             by_provider.setdefault(entry.provider, []).append(entry)

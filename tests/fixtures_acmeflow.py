@@ -117,3 +117,14 @@ def home(home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo) -> H
     h = home_factory(sandbox)
     h.configure()
     return h
+
+
+@pytest.fixture
+def no_reuse_home(
+    home_factory: Callable[[SandboxInfo], Home], sandbox_factory: Callable[..., SandboxInfo]
+) -> Home:
+    """A home on a sandbox whose pebble never reuses an authorization: a renewal validates
+    its names again (and meets its DNS provider) every time."""
+    home = home_factory(sandbox_factory(authz_reuse=0))
+    home.configure()
+    return home

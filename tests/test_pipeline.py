@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -160,17 +159,6 @@ def test_a_retried_step_acts_only_on_the_items_still_pending(
         assert entry.status == "failed"
         assert entry.message == errors.CAUnavailable.message
         assert (entry.detail or "").startswith("at place_orders: c.example.com: try again")
-
-
-@pytest.fixture
-def no_reuse_home(
-    home_factory: Callable[[SandboxInfo], Home], sandbox_factory: Callable[..., SandboxInfo]
-) -> Home:
-    """A home on a sandbox whose pebble never reuses an authorization: a renewal validates
-    its names again (and meets its DNS provider) every time."""
-    home = home_factory(sandbox_factory(authz_reuse=0))
-    home.configure()
-    return home
 
 
 def task_names_of(run_id: UUID, wanted: set[str], seconds: float = 30) -> set[str]:

@@ -118,11 +118,17 @@ def forget_values(s: Session, records: Sequence[ChallengeRecord]) -> int:
     return deleted
 
 
-def stale_entries(s: Session, older_than: datetime) -> list[JournalEntry]:
-    """Rows created before ``older_than``, oldest first."""
+def stale_entries(
+    s: Session, older_than: datetime, *, flow_run_id: str | None = None
+) -> list[JournalEntry]:
+    """Rows created before ``older_than`` (and every row of flow run ``flow_run_id``, a run
+    that is over), oldest first."""
+    stale = ChallengeJournalEntry.created_at < older_than
+    if flow_run_id is not None:
+        stale = stale | (ChallengeJournalEntry.flow_run_id == flow_run_id)
     rows = s.scalars(
         select(ChallengeJournalEntry)
-        .where(ChallengeJournalEntry.created_at < older_than)
+        .where(stale)
         .order_by(ChallengeJournalEntry.created_at, ChallengeJournalEntry.id)
     )
     return [JournalEntry.of(row) for row in rows]

@@ -103,6 +103,28 @@ def close_interrupted(s: Session, *, started_before: datetime) -> list[LogEntry]
     return rows
 
 
+def close_run(s: Session, flow_run_id: str, *, state: str) -> list[LogEntry]:
+    """Close as failed every ``running`` history entry of flow run ``flow_run_id``, which
+    ended in ``state`` (Crashed, Cancelled) without closing them."""
+    rows = list(
+        s.scalars(
+            select(LogEntry).where(
+                LogEntry.status == "running", LogEntry.flow_run_id == flow_run_id
+            )
+        )
+    )
+    for entry in rows:
+        log_finish(
+            s,
+            entry,
+            status="failed",
+            message=f"interrupted: run {flow_run_id} {state.lower()}",
+            detail="closed by the sweep its end triggered",
+            root_cause="Interrupted",
+        )
+    return rows
+
+
 def get_log_entry(s: Session, entry_id: int) -> LogEntry:
     """The history entry ``entry_id``; unknown raises NotFound."""
     entry = s.get(LogEntry, entry_id)

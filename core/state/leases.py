@@ -275,3 +275,15 @@ def release_expired(s: Session, *, now: dt.datetime | None = None) -> list[Lease
             .execution_options(synchronize_session=False)
         )
     return [_holder(r) for r in rows]
+
+
+def release_run(s: Session, flow_run_id: str) -> list[LeaseHolder]:
+    """Delete every lease flow run ``flow_run_id`` holds (it crashed or was cancelled)."""
+    rows = list(s.scalars(select(Lease).where(Lease.flow_run_id == flow_run_id)))
+    if rows:
+        s.execute(
+            delete(Lease)
+            .where(Lease.flow_run_id == flow_run_id)
+            .execution_options(synchronize_session=False)
+        )
+    return [_holder(r) for r in rows]
