@@ -193,7 +193,7 @@ def issue(
     if csr is not None:
         stored_key = stores_from_settings(get_settings())[store].read_staging_key(str(request_id))
         load_csr(csr_bytes, stored_key)  # the key must match before anything is ordered
-    from acmeflow.flows.issue import issue as issue_flow
+    from acmeflow.flows.issue import issue_uploaded as issue_flow
 
     with progress_lines("acmeflow.progress", "acmeflow.deploy", enabled=not as_json):
         cert_id = issue_flow(

@@ -100,6 +100,13 @@ FLOW_SPECS: dict[str, FlowSpec] = {
 FlowLoader = Callable[[str], "Flow[Any, Any]"]
 
 
+def form_of(flow: Flow[Any, Any]) -> tuple[str, ...]:
+    """The names of ``flow``'s parameters, sorted (what its run form asks for)."""
+    from prefect.utilities.callables import parameter_schema
+
+    return tuple(sorted(parameter_schema(flow.fn).properties))
+
+
 def module_entrypoint(flow: Flow[Any, Any]) -> str:
     """The module entrypoint Prefect records for ``flow`` (``acmeflow.flows.renew.renew``)."""
     return f"{flow.__module__}.{flow.fn.__name__}"
@@ -188,6 +195,7 @@ class DesiredDeployment:
     entrypoint: str
     ca: str | None = None
     cadence: Cadence | None = None
+    form: tuple[str, ...] = ()  # the flow's parameter names (the UI's run form)
 
     @property
     def full_name(self) -> str:
@@ -297,6 +305,7 @@ def build_desired(cas: Iterable[CAFacts], *, loader: FlowLoader = load_flow) -> 
                 entrypoint=module_entrypoint(renew),
                 ca=ca.name,
                 cadence=cadence,
+                form=form_of(renew),
             )
         )
     for static in STATIC_DEPLOYMENTS:
@@ -315,6 +324,7 @@ def build_desired(cas: Iterable[CAFacts], *, loader: FlowLoader = load_flow) -> 
                 description=static.description,
                 tags=(OWNER_TAG, static.flow),
                 entrypoint=module_entrypoint(flow),
+                form=form_of(flow),
             )
         )
     return desired
@@ -345,6 +355,7 @@ class ExistingDeployment:
     work_pool_name: str | None
     paused: bool
     entrypoint: str | None = None
+    form: tuple[str, ...] | None = None  # parameter names of its stored schema
 
     @property
     def full_name(self) -> str:
@@ -413,6 +424,11 @@ async def read_owned_deployments(client: PrefectClient) -> list[ExistingDeployme
                 work_pool_name=d.work_pool_name,
                 paused=bool(d.paused),
                 entrypoint=d.entrypoint,
+                form=(
+                    tuple(sorted((d.parameter_openapi_schema or {}).get("properties") or {}))
+                    if d.parameter_openapi_schema
+                    else None
+                ),
             )
         )
     return sorted(existing, key=lambda e: e.full_name)
@@ -469,6 +485,8 @@ def _changes(d: DesiredDeployment, e: ExistingDeployment, work_pool: str | None)
         changes.append(f"work pool: {e.work_pool_name} -> {work_pool}")
     if e.entrypoint is not None and e.entrypoint != d.entrypoint:
         changes.append(f"entrypoint: {e.entrypoint} -> {d.entrypoint}")
+    if e.form is not None and d.form and e.form != d.form:  # the flow's signature changed
+        changes.append(f"form: {', '.join(e.form)} -> {', '.join(d.form)}")
     if e.paused:  # a stopped `serve` pauses its schedules; acmeflow's are meant to run
         changes.append(PAUSED_CHANGE)
     return tuple(changes)
@@ -581,7 +599,11 @@ async def create_deployment(
 
 
 async def update_deployment(
-    client: PrefectClient, item: PlanItem, *, work_pool: str | None = None
+    client: PrefectClient,
+    item: PlanItem,
+    *,
+    work_pool: str | None = None,
+    flow: Flow[Any, Any] | None = None,
 ) -> None:
     """Update the managed fields of an existing deployment (an outdated entrypoint included)
     and resume it when it is paused; anything else is left as it is."""
@@ -613,6 +635,12 @@ async def update_deployment(
     if any(c.startswith("entrypoint") for c in item.changes):
         # an entrypoint from before the acmeflow namespace (``flows/renew.py:renew``)
         fields["entrypoint"] = d.entrypoint
+    if flow is not None and any(c.startswith("form") for c in item.changes):
+        from prefect.utilities.callables import parameter_schema
+
+        fields["parameter_openapi_schema"] = parameter_schema(flow.fn).model_dump(
+            exclude_unset=True
+        )
     await client.update_deployment(e.id, DeploymentUpdate(**fields))
 
 
@@ -655,7 +683,7 @@ async def sync_schedules(
             elif item.action == "create":
                 await create_deployment(item.desired, flow, work_pool=work_pool)
             else:
-                await update_deployment(client, item, work_pool=work_pool)
+                await update_deployment(client, item, work_pool=work_pool, flow=flow)
             (report.created if item.action == "create" else report.updated).append(item.full_name)
         except Exception as exc:
             log.warning("could not %s deployment %s: %s", item.action, item.full_name, exc)

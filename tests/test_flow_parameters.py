@@ -21,3 +21,10 @@ def test_every_deployed_parameter_is_described(key: str) -> None:
 def test_the_renew_deployment_has_no_clock_parameter() -> None:
     properties = parameter_schema(load_flow("renew").fn).model_dump()["properties"]
     assert set(properties) == {"ca", "certificate_ids"}
+
+
+def test_the_issue_form_has_named_subject_fields_and_no_staging_parameters() -> None:
+    properties = parameter_schema(load_flow("issue").fn).model_dump()["properties"]
+    subject = {"common_name", "organization", "organizational_unit", "locality", "state"}
+    assert subject | {"country", "email"} <= set(properties)
+    assert not {"csr_fields", "csr_pem", "request_id"} & set(properties)

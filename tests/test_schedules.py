@@ -286,6 +286,37 @@ def test_sync_moves_file_entrypoints_to_the_acmeflow_module_paths(
 
 
 @pytest.mark.prefect
+def test_sync_rewrites_the_run_form_of_a_deployment_from_an_older_signature(
+    prefect_harness: None, home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo
+) -> None:
+    """``issue/ad-hoc`` deployed before the named subject fields still asks for
+    ``csr_fields``/``csr_pem``/``request_id``: sync writes the flow's current form."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    home = home_factory(sandbox)
+    assert home.add_sandbox_ca("former").exit_code == 0
+    sync_json()
+    old = read_deployment("issue/ad-hoc")
+    schema = dict(old.parameter_openapi_schema)
+    properties = {
+        k: v for k, v in schema["properties"].items() if k not in ("organization", "country")
+    }
+    properties.update(csr_fields={"type": "object"}, request_id={"type": "string"})
+    with get_client(sync_client=True) as client:
+        client.update_deployment(
+            old.id, DeploymentUpdate(parameter_openapi_schema={**schema, "properties": properties})
+        )
+
+    report = sync_json()
+    assert "issue/ad-hoc" in report["updated"]
+    assert any(c.startswith("form: ") for c in report["changes"]["issue/ad-hoc"])
+    form = set(read_deployment("issue/ad-hoc").parameter_openapi_schema["properties"])
+    assert {"organization", "country"} <= form
+    assert not {"csr_fields", "request_id"} & form
+    assert "issue/ad-hoc" not in sync_json()["updated"]
+
+
+@pytest.mark.prefect
 def test_list_shows_paused_schedules_and_sync_resumes_them(
     prefect_harness: None, home_factory: Callable[[SandboxInfo], Home], sandbox: SandboxInfo
 ) -> None:

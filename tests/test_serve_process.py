@@ -7,6 +7,7 @@ module path): a flow module with postponed annotations failed there on every tri
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from prefect.client.schemas.objects import StateType
 from tests.fixtures_acmeflow import Home
 from tests.serve_process import served, wait_for_deployments, wait_for_runs
 from tests.test_issue_e2e import issue_json
+from tests.test_renew_e2e import cert_row
 
 pytestmark = [pytest.mark.prefect, pytest.mark.sandbox]
 
@@ -24,7 +26,12 @@ def test_serve_runs_every_deployment_it_serves(home: Home, tmp_path: Path) -> No
     cert_id = issue_json(home, "--name", "served.example.com")["id"]
     with served(tmp_path) as (serve, log):
         triggers = {
-            "issue/ad-hoc": {"ca": "sandbox", "names": ["adhoc.example.com"]},
+            "issue/ad-hoc": {
+                "ca": "sandbox",
+                "names": ["adhoc.example.com"],
+                "organization": "Form Corp",
+                "country": "DE",
+            },
             "scan/daily": {},
             "sweep/daily": {},
             "deploy_pending/hourly": {},
@@ -44,5 +51,8 @@ def test_serve_runs_every_deployment_it_serves(home: Home, tmp_path: Path) -> No
     states = {name: (run.state.type, run.state.message) for name, run in finished.items()}
     failed = {n: s for n, s in states.items() if s[0] != StateType.COMPLETED}
     assert failed == {}, f"{failed}\n{log.read_text()[-4000:]}"
-    listed = home.ok("certs", "list", "--json").stdout
-    assert "adhoc.example.com" in listed  # the run from the UI form really issued
+    listed = json.loads(home.ok("certs", "list", "--json").stdout)
+    adhoc = [c for c in listed if "adhoc.example.com" in c["names"]]
+    assert adhoc, listed  # the run from the UI form really issued
+    fields = cert_row(adhoc[0]["id"]).csr_fields  # the form's subject fields went into the CSR
+    assert fields["organization"] == "Form Corp" and fields["country"] == "DE"
