@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import importlib
 import logging
@@ -356,6 +357,7 @@ class ExistingDeployment:
     paused: bool
     entrypoint: str | None = None
     form: tuple[str, ...] | None = None  # parameter names of its stored schema
+    schema: dict[str, Any] | None = None  # its stored parameter schema (the run form)
 
     @property
     def full_name(self) -> str:
@@ -429,6 +431,7 @@ async def read_owned_deployments(client: PrefectClient) -> list[ExistingDeployme
                     if d.parameter_openapi_schema
                     else None
                 ),
+                schema=dict(d.parameter_openapi_schema or {}) or None,
             )
         )
     return sorted(existing, key=lambda e: e.full_name)
@@ -537,6 +540,7 @@ class SyncReport:
     failed: list[Skipped] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)
     automations: dict[str, str] = field(default_factory=dict)  # name -> created/updated/...
+    ca_choices: list[str] = field(default_factory=list)  # forms given the current CA list
 
     @property
     def ok(self) -> bool:
@@ -554,6 +558,7 @@ class SyncReport:
             "failed": [{"name": s.name, "error": s.reason} for s in self.failed],
             "changes": self.changes,
             "automations": self.automations,
+            "ca_choices": self.ca_choices,
         }
 
 
@@ -693,12 +698,51 @@ async def sync_schedules(
             report.changes[item.full_name] = list(item.changes)
     for item_list in (report.created, report.updated, report.deleted, report.unchanged):
         item_list.sort()
+    report.ca_choices = await write_ca_choices(client, ca_choices(desired))
     try:
         report.automations = await automations.sync_recovery(client)
     except Exception as exc:
         log.warning("could not write the crash-recovery automations: %s", exc)
         report.failed.append(Skipped(name="crash-recovery automations", reason=str(exc)))
     return report
+
+
+def ca_choices(desired: DesiredSet) -> list[str]:
+    """The CA vendors a run form offers: the active ones (each has its renew deployment)."""
+    return sorted({d.ca for d in desired.deployments if d.ca})
+
+
+def with_ca_choices(schema: dict[str, Any], choices: list[str]) -> dict[str, Any]:
+    """``schema`` whose ``ca`` parameter (if any) offers exactly ``choices`` (none: free text)."""
+    properties = schema.get("properties") or {}
+    if "ca" not in properties:
+        return schema
+    prop = copy.deepcopy(properties["ca"])
+    branches = prop.get("anyOf")  # optional: [{type: string}, {type: null}]
+    for target in [b for b in branches if b.get("type") == "string"] if branches else [prop]:
+        if choices:
+            target["enum"] = list(choices)
+        else:
+            target.pop("enum", None)
+    return {**schema, "properties": {**properties, "ca": prop}}
+
+
+async def write_ca_choices(client: PrefectClient, choices: list[str]) -> list[str]:
+    """Make the ``ca`` field of the run form of every owned deployment that leaves ``ca`` to
+    the form (``issue/ad-hoc``, ``renew/ad-hoc``) a choice of ``choices``; the deployments
+    changed. A ``renew-<ca>`` deployment keeps its fixed ``ca`` and a free-text field (the
+    server checks stored parameters against the form, and the CA list changes)."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    changed: list[str] = []
+    for e in await read_owned_deployments(client):
+        if e.schema is None or "ca" in e.parameters:
+            continue
+        wanted = with_ca_choices(e.schema, choices)
+        if wanted != e.schema:
+            await client.update_deployment(e.id, DeploymentUpdate(parameter_openapi_schema=wanted))
+            changed.append(e.full_name)
+    return changed
 
 
 async def plan_from_api(
@@ -780,6 +824,8 @@ async def resync_runner(
     for d in desired.deployments:
         if d.full_name not in state.served:
             await apply(d, desired.flows[d.flow_key])
+    async with get_client() as client:  # registering rewrote forms: offer the CAs again
+        await write_ca_choices(client, ca_choices(desired))
     for name in report.deleted:
         state.served.discard(name)
     state.last_report = report

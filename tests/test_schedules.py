@@ -54,6 +54,13 @@ def read_deployment(full_name: str) -> Any:
         return client.read_deployment_by_name(full_name)
 
 
+def ca_choices_of(full_name: str) -> list[str]:
+    """The CA vendors the deployment's run form offers for ``ca``."""
+    prop = read_deployment(full_name).parameter_openapi_schema["properties"]["ca"]
+    branches = prop.get("anyOf") or [prop]
+    return next(b["enum"] for b in branches if "enum" in b)
+
+
 def intervals(deployment: Any) -> list[dt.timedelta]:
     return [s.schedule.interval for s in deployment.schedules]
 
@@ -120,6 +127,10 @@ def test_sync_creates_updates_and_deletes_per_ca_deployments(
         if flow_available(key):
             assert read_deployment(f"{key}/ad-hoc").schedules == []
 
+    # the run forms offer the configured CA vendors
+    assert ca_choices_of("issue/ad-hoc") == ["alpha", "bravo"]
+    assert ca_choices_of("renew/ad-hoc") == ["alpha", "bravo"]
+
     # a second sync with no change touches nothing
     again = sync_json()
     assert again["created"] == again["updated"] == again["deleted"] == []
@@ -151,6 +162,7 @@ def test_sync_creates_updates_and_deletes_per_ca_deployments(
         read_deployment("renew/renew-bravo")
     assert intervals(read_deployment("renew/renew-alpha")) == [6 * H]
     assert read_deployment("renew/ad-hoc").schedules == []
+    assert report["ca_choices"] and ca_choices_of("issue/ad-hoc") == ["alpha"]
 
 
 def test_serve_refuses_to_start_without_a_prefect_server(
@@ -437,6 +449,11 @@ def test_serve_picks_up_cas_added_and_removed_while_it_runs(
             await wait_for(
                 lambda: _negate(exists("standin-renew/renew-early")), "renew-early deleted"
             )
+
+            async def reported() -> bool:  # the round that made them has finished
+                return any("standin-renew/renew-early" in r.deleted for r in reports[1:])
+
+            await wait_for(reported, "the re-sync report")
             async with get_client() as client:
                 late = await client.read_deployment_by_name("standin-renew/renew-late")
             assert intervals(late) == [6 * H]
