@@ -29,6 +29,7 @@ from acmeflow.core.state import history
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate, LogEntry
 from tests.fakes import TestPKI
+from tests.faults.debris import assert_swept_clean
 from tests.fixtures_acmeflow import Home
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.prefect]
@@ -104,6 +105,9 @@ def small_store(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv("ACMEFLOW_CERTIFICATE_STORE", str(mounted / "store"))
         get_settings.cache_clear()
         yield mounted
+        # space again: a sweep stores what the CA issued and nothing else remains
+        (mounted / "filler").unlink(missing_ok=True)
+        assert_swept_clean(str(home.path))
     get_settings.cache_clear()
 
 
@@ -141,6 +145,7 @@ def test_renew_on_a_full_store_keeps_the_old_certificate_in_service(
     assert_files_and_rows_agree()
 
 
+@pytest.mark.leaves_debris("its hand-opened history entry stays on a connection left query-only")
 def test_a_database_that_refuses_the_commit_switches_the_files_back(
     home: Home, pki: TestPKI
 ) -> None:
