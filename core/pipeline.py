@@ -795,8 +795,8 @@ def open_issue(batch: Batch, ctx: Context) -> None:
     certificate is stored instead of ordering again)."""
     for item in batch.going():
         key = leases.names_key(item.names)
-        with ctx.database() as s:
-            try:
+        try:
+            with ctx.database() as s:
                 leases.acquire(
                     s,
                     key,
@@ -805,12 +805,12 @@ def open_issue(batch: Batch, ctx: Context) -> None:
                     flow_run_id=ctx.flow_run_id,
                     ttl=batch.lease_ttl,
                 )
-            except errors.LeaseHeld as held:
-                history.log_finish(
-                    s, history.get_log_entry(s, item.log_id), status="skipped", message=held.message
-                )
-                item.skipped = held.message
-                raise
+        except errors.LeaseHeld as held:
+            with ctx.database() as s:  # its own transaction: the failed one rolled back
+                entry = history.get_log_entry(s, item.log_id)
+                history.log_finish(s, entry, status="skipped", message=held.message)
+            item.skipped = held.message
+            raise
         item.lease_key = key
 
     def same_request(order: OrderInFlight) -> OrderItem | None:
