@@ -7,10 +7,10 @@ catalog errors (:mod:`acmeflow.core.errors`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from acmeflow.core.errors import (
@@ -80,49 +80,48 @@ def log_finish(
     return entry
 
 
-def close_interrupted(s: Session, *, started_before: datetime) -> list[LogEntry]:
-    """Close as failed every ``running`` history entry opened before ``started_before``: its
-    run was killed (no run takes that long), so nobody else will ever close it."""
-    rows = list(
-        s.scalars(
-            select(LogEntry).where(
-                LogEntry.status == "running", LogEntry.started_at < started_before
-            )
-        )
-    )
+def _close_running(
+    s: Session, condition: ColumnElement[bool], message: Callable[[LogEntry], str], detail: str
+) -> list[LogEntry]:
+    """Close as failed ("Interrupted") every ``running`` entry ``condition`` selects."""
+    rows = list(s.scalars(select(LogEntry).where(LogEntry.status == "running", condition)))
     for entry in rows:
-        run = f"run {entry.flow_run_id}" if entry.flow_run_id else "its process"
         log_finish(
             s,
             entry,
             status="failed",
-            message=f"interrupted: {run} ended without closing this entry",
-            detail=f"still running at {started_before:%Y-%m-%d %H:%M:%S} UTC; closed by sweep",
+            message=message(entry),
+            detail=detail,
             root_cause="Interrupted",
         )
     return rows
+
+
+def close_interrupted(s: Session, *, started_before: datetime) -> list[LogEntry]:
+    """Close as failed every ``running`` history entry opened before ``started_before``: its
+    run was killed (no run takes that long), so nobody else will ever close it."""
+
+    def message(entry: LogEntry) -> str:
+        run = f"run {entry.flow_run_id}" if entry.flow_run_id else "its process"
+        return f"interrupted: {run} ended without closing this entry"
+
+    return _close_running(
+        s,
+        LogEntry.started_at < started_before,
+        message,
+        f"still running at {started_before:%Y-%m-%d %H:%M:%S} UTC; closed by sweep",
+    )
 
 
 def close_run(s: Session, flow_run_id: str, *, state: str) -> list[LogEntry]:
     """Close as failed every ``running`` history entry of flow run ``flow_run_id``, which
     ended in ``state`` (Crashed, Cancelled) without closing them."""
-    rows = list(
-        s.scalars(
-            select(LogEntry).where(
-                LogEntry.status == "running", LogEntry.flow_run_id == flow_run_id
-            )
-        )
+    return _close_running(
+        s,
+        LogEntry.flow_run_id == flow_run_id,
+        lambda _entry: f"interrupted: run {flow_run_id} {state.lower()}",
+        "closed by the sweep its end triggered",
     )
-    for entry in rows:
-        log_finish(
-            s,
-            entry,
-            status="failed",
-            message=f"interrupted: run {flow_run_id} {state.lower()}",
-            detail="closed by the sweep its end triggered",
-            root_cause="Interrupted",
-        )
-    return rows
 
 
 def get_log_entry(s: Session, entry_id: int) -> LogEntry:

@@ -264,26 +264,24 @@ def held(s: Session, keys: Iterable[str], *, now: dt.datetime | None = None) -> 
     return [_holder(r) for r in rows]
 
 
-def release_expired(s: Session, *, now: dt.datetime | None = None) -> list[LeaseHolder]:
-    """Delete every expired lease (the ``sweep``); returns what it deleted."""
-    now = now or utcnow()
-    rows = list(s.scalars(select(Lease).where(Lease.expires_at <= now)))
+def _release_where(s: Session, condition: ColumnElement[bool]) -> list[LeaseHolder]:
+    """Delete the leases ``condition`` selects (still selected at the delete: one taken over
+    meanwhile stays); returns what it deleted."""
+    rows = list(s.scalars(select(Lease).where(condition)))
     if rows:
         s.execute(
             delete(Lease)
-            .where(Lease.key.in_([r.key for r in rows]), Lease.expires_at <= now)
+            .where(Lease.key.in_([r.key for r in rows]), condition)
             .execution_options(synchronize_session=False)
         )
     return [_holder(r) for r in rows]
+
+
+def release_expired(s: Session, *, now: dt.datetime | None = None) -> list[LeaseHolder]:
+    """Delete every expired lease (the ``sweep``); returns what it deleted."""
+    return _release_where(s, Lease.expires_at <= (now or utcnow()))
 
 
 def release_run(s: Session, flow_run_id: str) -> list[LeaseHolder]:
     """Delete every lease flow run ``flow_run_id`` holds (it crashed or was cancelled)."""
-    rows = list(s.scalars(select(Lease).where(Lease.flow_run_id == flow_run_id)))
-    if rows:
-        s.execute(
-            delete(Lease)
-            .where(Lease.flow_run_id == flow_run_id)
-            .execution_options(synchronize_session=False)
-        )
-    return [_holder(r) for r in rows]
+    return _release_where(s, Lease.flow_run_id == flow_run_id)
