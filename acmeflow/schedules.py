@@ -356,8 +356,12 @@ class ExistingDeployment:
     work_pool_name: str | None
     paused: bool
     entrypoint: str | None = None
-    form: tuple[str, ...] | None = None  # parameter names of its stored schema
     schema: dict[str, Any] | None = None  # its stored parameter schema (the run form)
+
+    @property
+    def form(self) -> tuple[str, ...] | None:
+        """The parameter names of its stored schema (``None``: no schema stored)."""
+        return tuple(sorted(self.schema.get("properties") or {})) if self.schema else None
 
     @property
     def full_name(self) -> str:
@@ -426,11 +430,6 @@ async def read_owned_deployments(client: PrefectClient) -> list[ExistingDeployme
                 work_pool_name=d.work_pool_name,
                 paused=bool(d.paused),
                 entrypoint=d.entrypoint,
-                form=(
-                    tuple(sorted((d.parameter_openapi_schema or {}).get("properties") or {}))
-                    if d.parameter_openapi_schema
-                    else None
-                ),
                 schema=dict(d.parameter_openapi_schema or {}) or None,
             )
         )
@@ -821,11 +820,12 @@ async def resync_runner(
 
     async with get_client() as client:
         report = await sync_schedules(client, desired, apply=apply)
-    for d in desired.deployments:
-        if d.full_name not in state.served:
-            await apply(d, desired.flows[d.flow_key])
-    async with get_client() as client:  # registering rewrote forms: offer the CAs again
-        await write_ca_choices(client, ca_choices(desired))
+    registered = [d for d in desired.deployments if d.full_name not in state.served]
+    for d in registered:
+        await apply(d, desired.flows[d.flow_key])
+    if registered:  # registering rewrote their forms: offer the CAs again
+        async with get_client() as client:
+            await write_ca_choices(client, ca_choices(desired))
     for name in report.deleted:
         state.served.discard(name)
     state.last_report = report
