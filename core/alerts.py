@@ -36,15 +36,12 @@ DEPLOY_FAILED = "acmeflow.deploy.failed"
 EVENTS = (EXPIRING, RENEWAL_FAILED, RENEWAL_SUCCEEDED, DEPLOY_FAILED)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def days_until(not_after: dt.datetime | None, at: dt.datetime) -> int | None:
-    """Whole days from ``at`` to ``not_after`` (negative once expired)."""
+    """Whole days from ``at`` to ``not_after`` (both aware, as stored and parsed; negative
+    once expired)."""
     if not_after is None:
         return None
-    return math.floor((_aware(not_after) - _aware(at)) / dt.timedelta(days=1))
+    return math.floor((not_after - at) / dt.timedelta(days=1))
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class Alert:
             "names": ", ".join(self.names),
             "ca": self.ca or "",
             "days_left": self.days_left,
-            "not_after": _aware(self.not_after).isoformat() if self.not_after else "",
+            "not_after": self.not_after.isoformat() if self.not_after else "",
             "message": self.message,
             "detail": self.detail or "",
             "target": self.target or "",
@@ -158,17 +155,20 @@ def deploy_alerts(
     """One alert per failed deployment: (certificate id, target, message, detail)."""
     with session_scope(open_database()) as s:
         rows = certificates.certificates_found(s, (f[0] for f in failures))
-        return [
-            Alert(
-                event=DEPLOY_FAILED,
-                certificate_id=cert_id,
-                names=tuple(rows[cert_id].names) if cert_id in rows else (),
-                ca=_ca_name(rows[cert_id]) if cert_id in rows else None,
-                not_after=rows[cert_id].not_after if cert_id in rows else None,
-                at=at,
-                message=message,
-                detail=detail,
-                target=target,
+        alerts: list[Alert] = []
+        for cert_id, target, message, detail in failures:
+            row = rows.get(cert_id)
+            alerts.append(
+                Alert(
+                    event=DEPLOY_FAILED,
+                    certificate_id=cert_id,
+                    names=tuple(row.names) if row else (),
+                    ca=_ca_name(row) if row else None,
+                    not_after=row.not_after if row else None,
+                    at=at,
+                    message=message,
+                    detail=detail,
+                    target=target,
+                )
             )
-            for cert_id, target, message, detail in failures
-        ]
+        return alerts
