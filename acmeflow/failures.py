@@ -22,11 +22,6 @@ LOG_NAME = "acmeflow.log"
 MAX_LOG_BYTES = 1_000_000  # the log is restarted beyond this
 
 
-def debug_wanted(argv: list[str]) -> bool:
-    """``--debug`` before the command, or ``ACMEFLOW_DEBUG`` set to anything but 0/empty."""
-    return "--debug" in argv or os.environ.get("ACMEFLOW_DEBUG", "").strip() not in ("", "0")
-
-
 def report_failure(exc: BaseException, *, debug: bool) -> int:
     """Print ``exc`` as the catalog message and detail; log its traceback. Returns the exit
     code (1)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import datetime
 import fcntl
 import ipaddress
@@ -30,12 +29,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from acmeflow.processes import alive, free_tcp_port, spawn, start_time_of, terminate
 
 __all__ = [
     "ZONES",
@@ -241,113 +241,9 @@ def ensure_packages() -> None:
 
 # --- processes --------------------------------------------------------------------------------
 
-# Popen objects of the processes this interpreter started, so that they are reaped (no zombies).
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 # Homes started by this interpreter without detach: stopped at exit.
 _ATTACHED_HOMES: set[Path] = set()
 _LOCK = threading.Lock()
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` (clock ticks since boot), ``None`` when gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):  # zombie or dead: not running any more
-        return None
-    return int(fields[19])
-
-
-def _reap(pid: int) -> None:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _alive(pid: int, start_time: int | None) -> bool:
-    """Whether the process ``pid`` that started at ``start_time`` still runs."""
-    if pid <= 0:
-        return False
-    _reap(pid)
-    current = _proc_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
-
-
-def _terminate(pid: int, start_time: int | None, *, grace: float = 5.0) -> bool:
-    """Stop ``pid`` (SIGTERM, then SIGKILL after ``grace``); True when it was running."""
-    if not _alive(pid, start_time):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(pid, start_time) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if _alive(pid, start_time):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + grace
-        while _alive(pid, start_time) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace)
-    return True
-
-
-def _preexec_parent_death() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGTERM when its parent dies (Linux only)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    prctl = getattr(libc, "prctl", None)
-    if prctl is None:
-        return None
-    pr_set_pdeathsig = 1
-
-    def _set() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return _set
-
-
-def _spawn(
-    argv: list[str], *, log: Path, env: Mapping[str, str], cwd: Path, detach: bool
-) -> subprocess.Popen[bytes]:
-    preexec: Callable[[], None] | None = None
-    # PR_SET_PDEATHSIG fires when the creating *thread* exits: only safe from the main thread.
-    if not detach and threading.current_thread() is threading.main_thread():
-        preexec = _preexec_parent_death()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=preexec,
-        )
-    _CHILDREN[proc.pid] = proc
-    return proc
-
-
-# --- ports, secrets, certificates ---------------------------------------------------------------
-
-
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _free_dns_port() -> int:
@@ -594,7 +490,7 @@ def _stop_state(home: Path, state: Mapping[str, Any] | None) -> list[StoppedProc
     stopped: list[StoppedProcess] = []
     if state is not None:
         for name, pid, start in _processes(state):
-            if _terminate(pid, start):
+            if terminate(pid, start):
                 stopped.append(StoppedProcess(name, pid))
     with contextlib.suppress(FileNotFoundError):
         (home / STATE_FILE).unlink()
@@ -607,7 +503,7 @@ def _running_state(home: Path) -> dict[str, Any] | None:
     state = _read_state(home)
     if state is None:
         return None
-    if all(_alive(pid, start) for _, pid, start in _processes(state)):
+    if all(alive(pid, start) for _, pid, start in _processes(state)):
         return state
     _stop_state(home, state)
     return None
@@ -739,11 +635,11 @@ def _start(home: Path, options: Mapping[str, Any], *, timeout: float, detach: bo
     # Running as root, named stays root (no -u): the home may sit below folders the bind
     # user cannot enter (pytest's 0700 tmp dirs), and it only listens on loopback.
     named_argv = [named_bin, "-g", "-4", "-c", str(named_conf)]
-    named = _spawn(named_argv, log=home / "named.log", env=base_env, cwd=named_dir, detach=detach)
+    named = spawn(named_argv, log=home / "named.log", env=base_env, cwd=named_dir, detach=detach)
 
     # pebble
     ca_path, cert_path, key_path = _make_tls_material(tls_dir)
-    listen_port, mgmt_port, http_port, tls_port = (_free_tcp_port() for _ in range(4))
+    listen_port, mgmt_port, http_port, tls_port = (free_tcp_port() for _ in range(4))
     pebble_cfg: dict[str, Any] = {
         "listenAddress": f"127.0.0.1:{listen_port}",
         "managementListenAddress": f"127.0.0.1:{mgmt_port}",
@@ -765,7 +661,7 @@ def _start(home: Path, options: Mapping[str, Any], *, timeout: float, detach: bo
         pebble_env["PEBBLE_AUTHZREUSE"] = str(options["authz_reuse"])
     pebble_env.update(options["extra_pebble_env"])
     pebble_argv = [pebble_bin, "-config", str(pebble_conf), "-dnsserver", f"127.0.0.1:{dns_port}"]
-    pebble = _spawn(pebble_argv, log=home / "pebble.log", env=pebble_env, cwd=home, detach=detach)
+    pebble = spawn(pebble_argv, log=home / "pebble.log", env=pebble_env, cwd=home, detach=detach)
 
     info = SandboxInfo(
         home=home,
@@ -787,8 +683,8 @@ def _start(home: Path, options: Mapping[str, Any], *, timeout: float, detach: bo
         "options": dict(options),
         "detached": detach,
         "processes": {
-            "named": {"pid": named.pid, "start_time": _proc_start_time(named.pid)},
-            "pebble": {"pid": pebble.pid, "start_time": _proc_start_time(pebble.pid)},
+            "named": {"pid": named.pid, "start_time": start_time_of(named.pid)},
+            "pebble": {"pid": pebble.pid, "start_time": start_time_of(pebble.pid)},
         },
         "info": info.to_json(include_secrets=True),
     }

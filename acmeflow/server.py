@@ -20,21 +20,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from acmeflow.core.files import atomic_write, mkdir_private
-from acmeflow.sandbox import (
-    SandboxError,
-    _alive,
-    _free_tcp_port,
-    _proc_start_time,
-    _spawn,
-    _terminate,
-)
+from acmeflow.processes import alive, free_tcp_port, spawn, start_time_of, terminate
 
 STATE_FILE = "server.json"
 LOG_FILE = "prefect-server.log"
 START_TIMEOUT = 90.0
 
 
-class ServerError(SandboxError):
+class ServerError(Exception):
     """The local Prefect server could not be started (the message says why)."""
 
 
@@ -76,7 +69,7 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 def server_status(home: Path, *, check_health: bool = True) -> ServerInfo | None:
     """The server this home started, when its process still runs (and answers)."""
     info = _read(home)
-    if info is None or not _alive(info.pid, info.start_time):
+    if info is None or not alive(info.pid, info.start_time):
         return None
     if check_health and not _healthy(info.url):
         return None
@@ -91,7 +84,7 @@ def server_start(home: Path, *, port: int | None = None) -> ServerInfo:
     mkdir_private(home)
     prefect_home = home / "prefect"
     mkdir_private(prefect_home)
-    port = port or _free_tcp_port()
+    port = port or free_tcp_port()
     url = f"http://127.0.0.1:{port}/api"
     log = home / LOG_FILE
     env = {
@@ -103,11 +96,11 @@ def server_start(home: Path, *, port: int | None = None) -> ServerInfo:
     }
     prefect = str(Path(sys.executable).with_name("prefect"))
     argv = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    proc = _spawn(argv, log=log, env=env, cwd=home, detach=True)
+    proc = spawn(argv, log=log, env=env, cwd=home, detach=True)
     deadline = time.monotonic() + START_TIMEOUT
     while not _healthy(url, timeout=1.0):
         if proc.poll() is not None or time.monotonic() > deadline:
-            _terminate(proc.pid, None)
+            terminate(proc.pid, None)
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             why = (
                 "exited"
@@ -116,7 +109,7 @@ def server_start(home: Path, *, port: int | None = None) -> ServerInfo:
             )
             raise ServerError(f"the Prefect server {why} (log {log}):\n{tail}")
         time.sleep(0.2)
-    info = ServerInfo(url=url, pid=proc.pid, start_time=_proc_start_time(proc.pid), log=str(log))
+    info = ServerInfo(url=url, pid=proc.pid, start_time=start_time_of(proc.pid), log=str(log))
     atomic_write(_state_path(home), json.dumps(asdict(info)), mode=0o600)
     return info
 
@@ -124,7 +117,7 @@ def server_start(home: Path, *, port: int | None = None) -> ServerInfo:
 def server_stop(home: Path) -> bool:
     """Stop the server this home started; True when one was running."""
     info = _read(home)
-    stopped = info is not None and _terminate(info.pid, info.start_time, grace=15.0)
+    stopped = info is not None and terminate(info.pid, info.start_time, grace=15.0)
     _state_path(home).unlink(missing_ok=True)
     return stopped
 

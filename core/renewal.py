@@ -19,16 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
-
-import requests
-from acme import messages
-
-from acmeflow.core import errors
-from acmeflow.core.acme_client import USER_AGENT, CAEndpoint, fetch_directory
 
 BACKOFF_BASE = dt.timedelta(minutes=5)
 BACKOFF_CAP = dt.timedelta(hours=24)
@@ -82,7 +75,8 @@ class DueDecision:
         return self.due
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; a naive time is refused (a what-if clock must say its zone)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given; renewal decisions use aware UTC times")
     return value.astimezone(dt.UTC)
@@ -90,7 +84,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def fallback_due_at(not_after: dt.datetime, renew_days: int) -> dt.datetime:
     """When the configured window opens: ``renew_days`` before ``not_after``."""
-    return _aware(not_after) - dt.timedelta(days=renew_days)
+    return as_utc(not_after) - dt.timedelta(days=renew_days)
 
 
 def is_due(
@@ -104,14 +98,14 @@ def is_due(
     ``ari_window`` is the CA's answer for this certificate, or ``None`` when the CA has no ARI
     or ARI failed (then ``renew_days`` decides). An invalid window is ignored.
     """
-    now = _aware(now)
+    now = as_utc(now)
     if cert.not_after is None:
         return DueDecision(False, None, "unknown", "expiry date unknown")
-    not_after = _aware(cert.not_after)
+    not_after = as_utc(cert.not_after)
     if now >= not_after:
         return DueDecision(True, not_after, "expired", f"expired on {not_after:%Y-%m-%d %H:%M}")
     if ari_window is not None and ari_window.valid:
-        start, end = _aware(ari_window.start), _aware(ari_window.end)
+        start, end = as_utc(ari_window.start), as_utc(ari_window.end)
         if now < start:
             return DueDecision(False, start, "ari", f"ARI window opens {start:%Y-%m-%d %H:%M}")
         if now < end:
@@ -153,7 +147,7 @@ def next_attempt_at(
     delay = backoff_delay(failures, rand=rand)
     if retry_after is not None and retry_after > 0:
         delay = max(delay, dt.timedelta(seconds=retry_after))
-    return _aware(now) + delay
+    return as_utc(now) + delay
 
 
 # --- ACME Renewal Information (RFC 9773) -------------------------------------------------------
@@ -175,30 +169,13 @@ class AriResult:
     error: str | None = None
 
 
-def renewal_info_url(directory: messages.Directory) -> str | None:
-    """The ``renewalInfo`` base URL of a directory, or ``None`` when the CA has no ARI."""
-    try:
-        url = directory["renewalInfo"]
-    except KeyError:
-        return None
-    return str(url) if url else None
-
-
-def ca_offers_ari(endpoint: CAEndpoint) -> bool:
-    """Whether the CA's (cached) directory has ``renewalInfo``; an unreachable CA has not."""
-    try:
-        return renewal_info_url(fetch_directory(endpoint)) is not None
-    except errors.AcmeflowError:
-        return False
-
-
 def parse_retry_after(value: str | None, now: dt.datetime) -> dt.datetime | None:
     """A ``Retry-After`` header (seconds or HTTP date) as an absolute time from ``now``."""
     if not value:
         return None
     value = value.strip()
     try:
-        return _aware(now) + dt.timedelta(seconds=max(0.0, float(value)))
+        return as_utc(now) + dt.timedelta(seconds=max(0.0, float(value)))
     except ValueError:
         pass
     try:
@@ -208,7 +185,7 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> dt.datetime | None
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
-def _clamp_retry(when: dt.datetime | None, now: dt.datetime, default: dt.timedelta) -> dt.datetime:
+def clamp_retry(when: dt.datetime | None, now: dt.datetime, default: dt.timedelta) -> dt.datetime:
     if when is None:
         return now + default
     return min(max(when, now + ARI_MIN_RETRY), now + ARI_MAX_RETRY)
@@ -217,7 +194,7 @@ def _clamp_retry(when: dt.datetime | None, now: dt.datetime, default: dt.timedel
 def _parse_time(value: object) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError(f"not an RFC 3339 time: {value!r}")
-    return _aware(dt.datetime.fromisoformat(value.replace("z", "Z")))
+    return as_utc(dt.datetime.fromisoformat(value.replace("z", "Z")))
 
 
 def parse_renewal_info(body: object) -> AriWindow:
@@ -235,58 +212,6 @@ def parse_renewal_info(body: object) -> AriWindow:
     )
 
 
-_http = threading.local()
-
-
-def _session() -> requests.Session:
-    session: requests.Session | None = getattr(_http, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.headers["User-Agent"] = USER_AGENT
-        _http.session = session
-    return session
-
-
-def fetch_renewal_info(endpoint: CAEndpoint, ari_cert_id: str, now: dt.datetime) -> AriResult:
-    """Ask the CA for its suggested window for the certificate ``ari_cert_id``.
-
-    Never raises for CA trouble: a CA without ARI gives ``supported=False``; a network error,
-    an HTTP error or a malformed answer gives ``window=None`` with ``error`` set and a later
-    ``retry_after`` (the CA's ``Retry-After`` when it sent one), so callers fall back to
-    ``renew_days``. ``Retry-After`` of a good answer is clamped to [1 minute, 1 day].
-    """
-    now = _aware(now)
-    try:
-        base = renewal_info_url(fetch_directory(endpoint))
-    except errors.AcmeflowError as exc:
-        return AriResult(True, None, now, now + ARI_ERROR_RETRY, f"directory: {exc.detail}")
-    if base is None:
-        return AriResult(False, None, now, None)
-    url = f"{base.rstrip('/')}/{ari_cert_id}"
-    try:
-        response = _session().get(url, verify=endpoint.verify, timeout=endpoint.timeout)
-    except requests.RequestException as exc:
-        return AriResult(True, None, now, now + ARI_ERROR_RETRY, f"{type(exc).__name__}: {exc}")
-    retry = parse_retry_after(response.headers.get("Retry-After"), now)
-    if response.status_code != 200:
-        return AriResult(
-            True,
-            None,
-            now,
-            _clamp_retry(retry, now, ARI_ERROR_RETRY),
-            f"HTTP {response.status_code} from {url}: {response.text[:300]}",
-        )
-    try:
-        window = parse_renewal_info(response.json())
-    except ValueError as exc:
-        return AriResult(True, None, now, now + ARI_ERROR_RETRY, f"{url}: {exc}")
-    if not window.valid:
-        return AriResult(
-            True, None, now, now + ARI_ERROR_RETRY, f"{url}: the window ends before it starts"
-        )
-    return AriResult(True, window, now, _clamp_retry(retry, now, ARI_DEFAULT_RETRY))
-
-
 def ari_check_needed(
     ari_cert_id: str | None,
     checked_at: dt.datetime | None,
@@ -298,4 +223,4 @@ def ari_check_needed(
         return False
     if checked_at is None or retry_after is None:
         return True
-    return _aware(now) >= _aware(retry_after)
+    return as_utc(now) >= as_utc(retry_after)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acmeflow.config.settings import get_settings
-from acmeflow.core import errors, renewal
+from acmeflow.core import ari, errors, renewal
 from acmeflow.core.accounts import endpoint_for
 from acmeflow.core.keys import DEFAULT_KEY_TYPE, KEY_TYPES, CSRFields
 from acmeflow.core.state import certificates, history, provider_index, renewals
@@ -165,7 +165,7 @@ def _check_ari(
     workers = max(1, min(get_settings().max_workers, len(work)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ari") as pool:
         futures = {
-            cand.id: pool.submit(renewal.fetch_renewal_info, endpoint, str(cand.ari_cert_id), at)
+            cand.id: pool.submit(ari.fetch_renewal_info, endpoint, str(cand.ari_cert_id), at)
             for cand, endpoint in work
         }
         return {cert_id: f.result() for cert_id, f in futures.items()}
@@ -191,7 +191,7 @@ def plan_renewals(
         else:
             cas = {c.id: c for c in renewals.renewal_cas(s, ca)}
         endpoints = {ca_id: endpoint_for(row, conf) for ca_id, row in cas.items()}
-        ari_cas = {ca_id for ca_id, ep in endpoints.items() if renewal.ca_offers_ari(ep)}
+        ari_cas = {ca_id for ca_id, ep in endpoints.items() if ari.ca_offers_ari(ep)}
         if not forced:
             cands = renewals.due_candidates(s, now=at, cas=list(cas.values()), ari_ca_ids=ari_cas)
         index = provider_index.provider_index(s)
@@ -222,13 +222,13 @@ def plan_renewals(
             skipped.append(_skip(cand, exc, at, flow_run_id))
             continue
         ca_row = ca_rows[cand.ca_id]
-        ari = fresh.get(cand.id)
-        window = ari.window if ari is not None else cand.ari_window
+        answer = fresh.get(cand.id)
+        window = answer.window if answer is not None else cand.ari_window
         if cand.ca_id not in ari_cas:
             window = None
         decision = renewal.is_due(cand, ca_row, window, at)
-        if ari is not None:
-            ari_updates.append((cand.id, ari, decision.due_at))
+        if answer is not None:
+            ari_updates.append((cand.id, answer, decision.due_at))
         else:
             due_times[cand.id] = decision.due_at
         if not decision.due and not forced:

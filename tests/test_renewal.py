@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from acmeflow.core import errors, renewal
+from acmeflow.core import ari, errors, renewal
 from acmeflow.core.acme_client import CAEndpoint
 from acmeflow.core.renewal import AriWindow, is_due
 from acmeflow.core.state import cas, certificates, dns_providers, provider_index, renewals
@@ -141,9 +141,9 @@ def front(sandbox: SandboxInfo) -> Iterator[AriFront]:
 
 def test_fetch_renewal_info_from_the_ari_front(front: AriFront, sandbox: SandboxInfo) -> None:
     endpoint = CAEndpoint(directory_url=front.directory_url, ca_bundle=str(sandbox.ca_bundle))
-    assert renewal.ca_offers_ari(endpoint)
+    assert ari.ca_offers_ari(endpoint)
     front.set_window("aaaa.AQ", T0 + DAY, T0 + 2 * DAY, retry_after=7200)
-    ok = renewal.fetch_renewal_info(endpoint, "aaaa.AQ", T0)
+    ok = ari.fetch_renewal_info(endpoint, "aaaa.AQ", T0)
     assert ok.supported and ok.error is None
     assert ok.window == AriWindow(T0 + DAY, T0 + 2 * DAY)
     assert ok.retry_after == T0 + dt.timedelta(hours=2)
@@ -151,25 +151,23 @@ def test_fetch_renewal_info_from_the_ari_front(front: AriFront, sandbox: Sandbox
 
     # an absurd Retry-After is clamped to a day; none means six hours
     front.set_window("bbbb.AQ", T0, T0 + DAY, retry_after=10**9)
-    assert renewal.fetch_renewal_info(endpoint, "bbbb.AQ", T0).retry_after == T0 + DAY
+    assert ari.fetch_renewal_info(endpoint, "bbbb.AQ", T0).retry_after == T0 + DAY
     front.set_window("cccc.AQ", T0, T0 + DAY, retry_after=None)
-    assert renewal.fetch_renewal_info(endpoint, "cccc.AQ", T0).retry_after == T0 + dt.timedelta(
-        hours=6
-    )
+    assert ari.fetch_renewal_info(endpoint, "cccc.AQ", T0).retry_after == T0 + dt.timedelta(hours=6)
 
     # errors: no window (renew_days decides), asked again later
     front.set_error("dddd.AQ", 503, retry_after=300)
-    failed = renewal.fetch_renewal_info(endpoint, "dddd.AQ", T0)
+    failed = ari.fetch_renewal_info(endpoint, "dddd.AQ", T0)
     assert failed.window is None and "503" in (failed.error or "")
     assert failed.retry_after == T0 + dt.timedelta(minutes=5)
-    unknown = renewal.fetch_renewal_info(endpoint, "eeee.AQ", T0)
+    unknown = ari.fetch_renewal_info(endpoint, "eeee.AQ", T0)
     assert unknown.window is None and "404" in (unknown.error or "")
 
 
 def test_pebble_alone_has_no_ari(sandbox: SandboxInfo) -> None:
     endpoint = CAEndpoint(directory_url=sandbox.directory_url, ca_bundle=str(sandbox.ca_bundle))
-    assert not renewal.ca_offers_ari(endpoint)
-    result = renewal.fetch_renewal_info(endpoint, "aaaa.AQ", T0)
+    assert not ari.ca_offers_ari(endpoint)
+    result = ari.fetch_renewal_info(endpoint, "aaaa.AQ", T0)
     assert not result.supported and result.window is None and result.error is None
 
 

@@ -484,14 +484,6 @@ def test_remembered_passwords_are_sealed(engine: Engine, monkeypatch) -> None:
 # --- the flow and the CLI, on the sandbox ----------------------------------------------------
 
 
-def _mount_scan_command() -> None:
-    """Mount ``acmeflow scan`` for these tests if acmeflow/cli.py does not yet."""
-    from acmeflow import cli, cli_scan
-
-    if not any(c.name == "scan" for c in cli.app.registered_commands):
-        cli.app.command("scan")(cli_scan.scan)
-
-
 @pytest.mark.prefect
 @pytest.mark.sandbox
 @pytest.mark.usefixtures("prefect_harness")
@@ -505,7 +497,6 @@ def test_scan_flow_on_sandbox_and_unrelated_ca(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    _mount_scan_command()
     issued = home.cli("issue", "--ca", "sandbox", "--name", "scan.example.com", "--json")
     assert issued.exit_code == 0, issued.output
     issued_id = json.loads(issued.stdout[issued.stdout.index("{") :])["id"]
@@ -583,7 +574,6 @@ def test_scan_cli_prompted_password_is_remembered_encrypted(
 
     from acmeflow import cli
 
-    _mount_scan_command()
     runner = CliRunner()
     cert, key = make_leaf(issuers["other"], ["typed.example.com"])
     write_p12(roots["zero-touch"] / "typed.p12", cert, key, issuers["other"], b"typed-pw")
@@ -616,7 +606,6 @@ def test_scan_cli_unresolvable_password_reference(engine: Engine, monkeypatch) -
 
     from acmeflow import cli
 
-    _mount_scan_command()
     monkeypatch.delenv("NO_SUCH_P12_PASSWORD", raising=False)
     result = CliRunner().invoke(
         cli.app, ["scan", "--p12-password", "env:NO_SUCH_P12_PASSWORD"], catch_exceptions=False
