@@ -10,7 +10,6 @@ zero-touch certificates are deployed at once, certificate-store ones wait for
 
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
@@ -18,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from acmeflow.core import errors
 from acmeflow.core.errors import mask_secrets
+from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.tasks.alerts import emit_deploy_alerts
 from acmeflow.tasks.common import (
     end_run,
@@ -111,7 +111,7 @@ def _finish(results: list[DeployResult], what: str) -> dict[str, Any] | State[An
     return end_run(summary, len(failed), f"{text} (failed: {names})")
 
 
-@flow(name="deploy", log_prints=False)
+@acmeflow_flow("deploy")
 def deploy(certificate_id: int, target: str | None = None) -> dict[str, Any] | State[Any]:
     """Deploy certificate ``certificate_id`` to every target bound to it (or only to the bound
     ``target``), in parallel. Ends Failed when any target failed; the summary (counts and one
@@ -125,7 +125,7 @@ def deploy(certificate_id: int, target: str | None = None) -> dict[str, Any] | S
     return _finish(run_deployments(plan), f"certificate {certificate_id}")
 
 
-@flow(name="deploy_pending", log_prints=False)
+@acmeflow_flow("deploy_pending")
 def deploy_pending() -> dict[str, Any] | State[Any]:
     """Deploy every zero-touch certificate to the bound targets that do not hold its current
     serial yet (a target that was down, a binding added later)."""

@@ -3,11 +3,10 @@
 import uuid
 from typing import Any, Literal
 
-from prefect import flow
-
 from acmeflow.core.keys import DEFAULT_KEY_TYPE, CSRFields
 from acmeflow.core.pipeline import OrderItem
 from acmeflow.flows.deploy import deploy_after_store
+from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.certificates import check_request, record_failure
 from acmeflow.tasks.deploy import check_targets
@@ -17,7 +16,7 @@ KeyTypeName = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
 StoreName = Literal["certificate", "zero-touch"]
 
 
-@flow(name="issue", log_prints=False)
+@acmeflow_flow("issue")
 def issue(
     ca: str,
     names: list[str],
@@ -70,7 +69,7 @@ def issue(
     return _issue(ca, names, key_type, store, auto_renew, csr_fields, None, None, targets)
 
 
-@flow(name="issue", log_prints=False)
+@acmeflow_flow("issue")
 def issue_uploaded(
     ca: str,
     names: list[str],

@@ -3,7 +3,6 @@
 import datetime as dt
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -15,6 +14,7 @@ from prefect.states import State
 from acmeflow.core.pipeline import renewal_batches, renewal_outcome
 from acmeflow.core.renewal_plan import RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
+from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.alerts import emit_renewal_alerts
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
@@ -34,7 +34,7 @@ def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> d
     }
 
 
-@flow(name="renew", log_prints=False)
+@acmeflow_flow("renew")
 def renew(
     ca: str | None = None,
     certificate_ids: list[int] | None = None,
@@ -55,7 +55,7 @@ def renew(
     return _renew(ca, certificate_ids, parse_now(None))
 
 
-@flow(name="renew", log_prints=False)
+@acmeflow_flow("renew")
 def renew_as_of(
     now: str, ca: str | None = None, certificate_ids: list[int] | None = None
 ) -> dict[str, Any] | State[Any]:

@@ -2,9 +2,8 @@
 
 from typing import Any, Literal
 
-from prefect import flow
-
 from acmeflow.core.stores import STORE_KINDS
+from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.tasks.alerts import emit_expiry_alerts
 from acmeflow.tasks.scan import (
     check_password_refs,
@@ -14,7 +13,7 @@ from acmeflow.tasks.scan import (
 )
 
 
-@flow(name="scan", log_prints=False)
+@acmeflow_flow("scan")
 def scan(
     p12_passwords: list[str] | None = None,
     stores: list[Literal["certificate", "zero-touch"]] | None = None,

@@ -9,12 +9,12 @@ run leaves: staged private keys, history entries still ``running`` and expired l
 
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
 from acmeflow.tasks.pipeline import recover_orders
 from acmeflow.tasks.sweep import (
@@ -67,7 +67,7 @@ def _artifacts(results: list[ProviderSweep]) -> None:
         )
 
 
-@flow(name="sweep", log_prints=False)
+@acmeflow_flow("sweep")
 def sweep(
     older_than_seconds: float = DEFAULT_GRACE_SECONDS,
     inspect_limit: int = 100,

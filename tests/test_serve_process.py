@@ -1,5 +1,6 @@
 """`acmeflow serve` as users run it: a separate process against a real Prefect server, every
-deployment it serves triggered through the API with valid parameters, each run Completed.
+deployment it serves triggered through the API with valid parameters, each run Completed; a
+run whose parameters fail validation says why on its run page.
 
 Runs from deployments validate their parameters in a fresh process (the flow is loaded by
 module path): a flow module with postponed annotations failed there on every trigger.
@@ -8,10 +9,14 @@ module path): a flow module with postponed annotations failed there on every tri
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 
 from tests.fixtures_acmeflow import Home
@@ -20,6 +25,18 @@ from tests.test_issue_e2e import issue_json
 from tests.test_renew_e2e import cert_row
 
 pytestmark = [pytest.mark.prefect, pytest.mark.sandbox]
+
+
+def run_page_lines(client: Any, run_id: Any, containing: str) -> list[str]:
+    """The run's log lines containing ``containing``; a run's last lines reach the API shortly
+    after its state does, so this waits for them (bounded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        lines = [log.message for log in logs if containing in log.message]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
 
 
 def test_serve_runs_every_deployment_it_serves(home: Home, tmp_path: Path) -> None:
@@ -47,7 +64,21 @@ def test_serve_runs_every_deployment_it_serves(home: Home, tmp_path: Path) -> No
                 ).id
                 for name, params in triggers.items()
             }
+            # Parameters the form's schema would refuse reach the flow when a deployment does
+            # not enforce its schema: the run fails before it starts, and its page says why.
+            client.update_deployment(
+                deployments["issue/ad-hoc"].id, DeploymentUpdate(enforce_parameter_schema=False)
+            )
+            invalid_id = client.create_flow_run_from_deployment(
+                deployments["issue/ad-hoc"].id,
+                parameters={"ca": "sandbox", "names": ["bad.example.com"], "key_type": "rsa1024"},
+            ).id
         finished = wait_for_runs(run_ids)
+        invalid = wait_for_runs({"invalid": invalid_id})["invalid"]
+    assert invalid.state.type == StateType.FAILED
+    with get_client(sync_client=True) as client:
+        explained = run_page_lines(client, invalid_id, "The run's parameters are invalid")
+    assert explained and "key_type" in explained[0], explained
     states = {name: (run.state.type, run.state.message) for name, run in finished.items()}
     failed = {n: s for n, s in states.items() if s[0] != StateType.COMPLETED}
     assert failed == {}, f"{failed}\n{log.read_text()[-4000:]}"
