@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
+    secret_key_block: str | None = Field(
+        default=None,
+        description="a Prefect Secret block holding the sealing key (every worker of a pool)",
+    )
     certificate_store: Path | None = None
     zero_touch_store: Path | None = None
     max_workers: int = Field(default=16, ge=1, le=256)

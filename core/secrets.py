@@ -187,14 +187,17 @@ class SecretBox:
     """Fernet encryption with acmeflow's key.
 
     The key is ``ACMEFLOW_SECRET_KEY`` (several comma-separated keys rotate: the first
-    encrypts, any decrypts) or else the key file (``settings.resolved_secret_key_file``),
-    created with mode 0600 on first use. A key file readable by group/others is refused.
+    encrypts, any decrypts), else the Prefect Secret block ``ACMEFLOW_SECRET_KEY_BLOCK`` names
+    (the same key for every worker of a pool), else the key file
+    (``settings.resolved_secret_key_file``), created with mode 0600 on first use. A key file
+    readable by group/others is refused.
     """
 
     def __init__(self, settings: Settings | None = None, *, key: str | None = None) -> None:
         self._settings = settings
         self._key = key
         self._fernet: MultiFernet | None = None
+        self.source = "the given key"  # where the key came from, for messages (set on load)
         self._lock = threading.Lock()
 
     def _load(self) -> MultiFernet:
@@ -208,6 +211,9 @@ class SecretBox:
                     settings = self._settings or get_settings()
                     if settings.secret_key is not None:
                         keys, source = settings.secret_key.get_secret_value(), "ACMEFLOW_SECRET_KEY"
+                    elif settings.secret_key_block:
+                        block = PREFECT_BLOCK_PREFIX + settings.secret_key_block
+                        keys, source = resolve_ref(block), f"Prefect Secret block {block!r}"
                     else:
                         path = settings.resolved_secret_key_file
                         keys, source = _read_key_file(path), f"key file {str(path)!r}"
@@ -215,6 +221,7 @@ class SecretBox:
                 if not parts:
                     raise SecretError(detail=f"{source} is empty")
                 self._fernet = MultiFernet([_fernet_from(k, source) for k in parts])
+                self.source = source
         return self._fernet
 
     def encrypt(self, plaintext: str) -> str:
@@ -260,7 +267,7 @@ class SecretBox:
         raise SecretError(detail="a stored secret is neither encrypted nor a reference")
 
 
-_boxes: dict[tuple[str | None, str], SecretBox] = {}
+_boxes: dict[tuple[str | None, str | None, str], SecretBox] = {}
 _boxes_lock = threading.Lock()
 
 
@@ -268,7 +275,7 @@ def default_box(settings: Settings | None = None) -> SecretBox:
     """The :class:`SecretBox` of the settings (cached per key source)."""
     settings = settings or get_settings()
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    cache_key = (key, str(settings.resolved_secret_key_file))
+    cache_key = (key, settings.secret_key_block, str(settings.resolved_secret_key_file))
     with _boxes_lock:
         box = _boxes.get(cache_key)
         if box is None:

@@ -37,7 +37,7 @@ SCHEMA_HEAD = "0007_orders_in_flight"
 
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[Engine, sessionmaker[Session]] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: the key check opens sessions while an engine is made
 
 
 def alembic_config(url: str) -> Config:
@@ -137,6 +137,9 @@ def open_database(url: str | None = None) -> Engine:
             try:
                 if not at_schema_head(engine):
                     migrate(engine)
+                from acmeflow.core.state.keycheck import verify_secret_key  # it uses sessions
+
+                verify_secret_key(engine)  # before this process touches anything
             except BaseException:
                 engine.dispose()
                 raise
