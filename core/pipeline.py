@@ -61,6 +61,7 @@ from acmeflow.core.orders import (
 from acmeflow.core.renewal_files import adopt_loose_file, place_folder, reused_key
 from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome
 from acmeflow.core.state import history, leases, orders_in_flight, provider_index, renewals
+from acmeflow.core.state.models import Certificate
 from acmeflow.core.state.orders_in_flight import OrderInFlight
 from acmeflow.core.stores import CertificateStore
 
@@ -770,6 +771,11 @@ def open_renewals(jobs: Sequence[RenewalJob], ctx: Context, batch: Batch) -> Non
                 history.log_finish(s, entry, status="skipped", message=held.message)
                 continue
             item.lease_key = key
+            renewed = _renewed_since_plan(s, job)
+            if renewed is not None:  # a run that held the lease before us renewed it
+                item.skipped = renewed
+                history.log_finish(s, entry, status="skipped", message=renewed)
+                continue
             try:
                 item.names = check_names_ca_and_dns(
                     s, ca=job.ca, names=job.names, store=job.store
@@ -786,6 +792,19 @@ def open_renewals(jobs: Sequence[RenewalJob], ctx: Context, batch: Batch) -> Non
     )
     for done in recovered:
         _finish_recovered(leased[done.order.fields["certificate_id"]], done, ctx, batch)
+
+
+def _renewed_since_plan(s: Session, job: RenewalJob) -> str | None:
+    """Why ``job`` must not run when its certificate was renewed after the run planned it (a
+    run that finished and gave the lease back between this run's plan and its lease), else
+    ``None``."""
+    current = s.get(Certificate, job.certificate_id)
+    if current is None or current.serial == job.serial:
+        return None
+    return (
+        f"certificate {job.certificate_id} already renewed by another run since this run "
+        f"planned it (serial {current.serial})"
+    )
 
 
 def open_issue(batch: Batch, ctx: Context) -> None:

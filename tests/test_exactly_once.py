@@ -125,3 +125,36 @@ def test_issues_of_a_name_set_another_process_is_issuing_are_refused(
     assert issued == []  # the CA was asked for one certificate at most, and none was stored
     assert sorted(statuses("issue", names)) == ["failed", "skipped", "skipped"]
     assert txt_values(home.sandbox, "_acme-challenge.twice.example.com") == []
+
+
+def test_a_run_that_planned_before_another_renewed_skips_the_certificate(home: Home) -> None:
+    """Two overlapping runs both plan a due certificate; the first renews it and gives its
+    lease back before the second reaches the lease: the second must not renew it again."""
+    import datetime as dt
+
+    from acmeflow.core import pipeline
+    from acmeflow.core.renewal_plan import plan_renewals
+    from acmeflow.tasks.pipeline import pipeline_context, start_batch
+
+    cert_id = issue_json(home, "--name", "planned.example.com")["id"]
+    stale = plan_renewals(
+        ca=None,
+        certificate_ids=[cert_id],
+        at=dt.datetime.now(dt.UTC),
+        flow_run_id=None,
+        progress=lambda _: None,
+    ).jobs
+    home.ok("renew", "--now", str(cert_id), "--json")  # the other run, start to end
+    serial = cert_row(cert_id).serial
+    assert serial != stale[0].serial
+
+    ctx = pipeline_context()
+    batch = start_batch([], size=1)
+    pipeline.open_renewals(stale, ctx, batch)
+    pipeline.release_leases(batch, ctx)
+    assert batch.going() == []
+    assert "already renewed by another run" in str(batch.items[0].skipped)
+    assert cert_row(cert_id).serial == serial
+    assert statuses("renew", ["planned.example.com"]) == ["success", "skipped"]
+    with session_scope(open_database()) as s:
+        assert s.query(Lease).count() == 0
