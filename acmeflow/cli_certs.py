@@ -171,6 +171,32 @@ def certs_show(cert_id: int, as_json: JsonOpt = False) -> None:
     print_cert(shown)
 
 
+@app.command("export")
+@catalog_errors
+def certs_export(
+    cert_id: int,
+    directory: Annotated[Path, typer.Argument(help="folder to write the files to")],
+    force: Annotated[bool, typer.Option("--force", help="replace files already there")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a certificate's cert.pem, chain.pem, fullchain.pem and privkey.pem to DIR."""
+    with database() as s:
+        cert = certificates.get_certificate(s, cert_id)
+        files, folder, store = _files(cert), Path(cert.folder), cert.store
+    if "privkey" not in files:
+        raise errors.ConfigError(
+            detail=f"certificate {cert_id} is a file placed by hand ({files['cert']}): "
+            "only certificates acmeflow stored can be exported"
+        )
+    written = stores_from_settings(get_settings())[store].export(folder, directory, overwrite=force)
+    if as_json:
+        print_json({"id": cert_id, "files": [str(p) for p in written]})
+        return
+    console.print(f"Certificate {cert_id} written to {directory}:")
+    for path in written:
+        console.print(f"  {path.name}", markup=False)
+
+
 @app.command("verify")
 @catalog_errors
 def certs_verify(

@@ -422,6 +422,34 @@ class CertificateStore:
             raise NotFound(detail=f"no certificate in {str(folder)!r}")
         return live
 
+    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
+        """Write the live set of ``folder`` to the folder ``target``: cert, chain and
+        fullchain (0644) and the private key (0600), as one version (read under the folder's
+        lock, so a renewal switching it cannot mix two). Files already in ``target`` are
+        refused unless ``overwrite``; ``target`` is created 0700 when missing."""
+        live = self.read(folder)
+        sources = {
+            CERT_FILE: live.cert,
+            CHAIN_FILE: live.chain,
+            FULLCHAIN_FILE: live.fullchain,
+            KEY_FILE: live.privkey,
+        }
+        existing = [name for name in sources if (target / name).exists()]
+        if existing and not overwrite:
+            raise ConfigError(
+                detail=f"{target / existing[0]} exists: give --force to replace the files"
+            )
+        with _locked(live.folder):
+            contents = {name: path.read_bytes() for name, path in sources.items()}
+        _check_key_matches(contents[CERT_FILE], contents[KEY_FILE])
+        try:
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for name, data in contents.items():
+                atomic_write(target / name, data, mode=0o600 if name == KEY_FILE else 0o644)
+        except OSError as exc:
+            raise DiskWriteFailed(detail=f"{target}: {exc.strerror}") from None
+        return [target / name for name in contents]
+
     def previous_versions(self, folder: Path) -> list[Path]:
         """Folders of earlier versions, oldest first."""
         prev = self._own(folder) / PREVIOUS_DIR
