@@ -61,6 +61,17 @@ def api_env() -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": api_url}
 
 
+def prefect_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``prefect ARGS`` (this environment's CLI) against the test server."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("prefect")), *args],
+        env=api_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @contextlib.contextmanager
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """``acmeflow serve`` running (its output in ``serve.log``); stopped with SIGINT after."""

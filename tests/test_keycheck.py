@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -20,18 +19,13 @@ from acmeflow.core.state.db import dispose_engines, open_database, session_scope
 from acmeflow.core.state.keycheck import KEY_CHECK_SETTING, verify_secret_key
 from acmeflow.core.state.models import AppSetting
 from tests.serve_process import api_env
+from tests.support import run_acmeflow
 
 KEY_A, KEY_B = generate_key(), generate_key()
 
 
 def acmeflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("acmeflow")), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_acmeflow(*args, env=env, timeout=120)
 
 
 def dump(database: Path) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from uuid import UUID
@@ -39,7 +37,7 @@ from acmeflow.core.stores import stores_from_settings
 from acmeflow.sandbox import SandboxInfo
 from acmeflow.tasks import pipeline as pipeline_tasks
 from tests.fixtures_acmeflow import Home
-from tests.serve_process import api_env, served, wait_for_deployments
+from tests.serve_process import prefect_cli, served, wait_for_deployments
 from tests.test_issue_e2e import issue_json, txt_values
 from tests.test_renew_e2e import cert_row, live_serial
 
@@ -200,19 +198,13 @@ def test_a_renewal_batch_run_from_a_deployment_drops_what_a_refusing_provider_se
     home.ok("dns", "edit", "bind-org", "--secret", "tsig_secret=env:REFUSING_TSIG_SECRET")
     with served(tmp_path) as (serve, log):
         wait_for_deployments(["renew/ad-hoc"], serve, log)
-        watched = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("prefect")),
-                "deployment",
-                "run",
-                "renew/ad-hoc",
-                "--param",
-                f"certificate_ids={json.dumps([*good, bad])}",
-                "--watch",
-            ],
-            env=api_env(),
-            capture_output=True,
-            text=True,
+        watched = prefect_cli(
+            "deployment",
+            "run",
+            "renew/ad-hoc",
+            "--param",
+            f"certificate_ids={json.dumps([*good, bad])}",
+            "--watch",
             timeout=300,
         )
         output = watched.stdout + watched.stderr

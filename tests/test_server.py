@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support import run_acmeflow
 
 pytestmark = [pytest.mark.prefect]
 
@@ -20,13 +21,7 @@ def acmeflow(
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(ACMEFLOW_HOME=str(home), **(env_extra or {}))
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("acmeflow")), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_acmeflow(*args, env=env)
 
 
 def test_start_status_use_and_stop(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import ChallengeJournalEntry, Lease, LogEntry
 from tests.fixtures_acmeflow import Home
-from tests.serve_process import api_env, served, wait_for_deployments
+from tests.serve_process import prefect_cli, served, wait_for_deployments
 from tests.test_issue_e2e import txt_values
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -88,20 +87,14 @@ def test_a_run_killed_under_serve_is_swept_at_once(
             _until(
                 "the crash-sweep automation", lambda: client.read_automations_by_name(CRASH_SWEEP)
             )
-        started = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("prefect")),
-                "deployment",
-                "run",
-                "issue/ad-hoc",
-                "--param",
-                "ca=sandbox",
-                "--param",
-                f"names={json.dumps([NAME])}",
-            ],
-            env=api_env(),
-            capture_output=True,
-            text=True,
+        started = prefect_cli(
+            "deployment",
+            "run",
+            "issue/ad-hoc",
+            "--param",
+            "ca=sandbox",
+            "--param",
+            f"names={json.dumps([NAME])}",
             timeout=120,
         )
         assert started.returncode == 0, started.stderr
