@@ -13,6 +13,7 @@ from acmeflow.config.vendors import list_presets
 from acmeflow.core import errors
 from acmeflow.core.state import acme_accounts, cas, inventory
 from acmeflow.core.state.models import CAVendor
+from acmeflow.core.state.validation import format_order_rate, parse_order_rate
 
 from .output import catalog_errors, console, database, fmt_time, print_json, read_secret_ref, table
 
@@ -36,6 +37,8 @@ def ca_dict(ca: CAVendor, account_url: str | None = None) -> dict[str, Any]:
         "preferred_chain": ca.preferred_chain,
         "issuer_names": list(ca.issuer_names or []),
         "active": ca.active,
+        "max_in_flight": ca.max_in_flight,
+        "order_rate": format_order_rate(ca.rate_orders, ca.rate_window_seconds),
         "account_url": account_url,
         "updated_at": ca.updated_at,
     }
@@ -81,6 +84,23 @@ ProfileOpt = Annotated[str | None, typer.Option("--profile", help="ACME profile 
 ChainOpt = Annotated[
     str | None, typer.Option("--preferred-chain", help="issuer CN of the preferred chain's root")
 ]
+InFlightOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-in-flight",
+        min=0,
+        help="orders of this CA in flight at once across all workers of a pool "
+        "(default, or 0: no pool-wide cap)",
+    ),
+]
+RateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--order-rate",
+        help="new orders per time window across all workers, e.g. 300/3h, or none "
+        "(default: the vendor's published limit)",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
@@ -97,6 +117,8 @@ def add(
     renew_days: DaysOpt = None,
     profile: ProfileOpt = None,
     preferred_chain: ChainOpt = None,
+    max_in_flight: InFlightOpt = None,
+    order_rate: RateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a CA vendor: checks the CA answers and registers the account before saving."""
@@ -117,6 +139,8 @@ def add(
             renew_days=renew_days,
             profile=profile,
             preferred_chain=preferred_chain,
+            max_in_flight=max_in_flight,
+            order_rate="preset" if order_rate is None else parse_order_rate(order_rate),
         )
         account_url = accounts.register_account(s, ca, settings)
         shown = ca_dict(ca, account_url)
@@ -141,6 +165,8 @@ def edit(
     renew_days: DaysOpt = None,
     profile: ProfileOpt = None,
     preferred_chain: ChainOpt = None,
+    max_in_flight: InFlightOpt = None,
+    order_rate: RateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a CA vendor; the CA is checked (and the account found) again before saving."""
@@ -155,9 +181,12 @@ def edit(
             "renew_days": renew_days,
             "profile": profile,
             "preferred_chain": preferred_chain,
+            "max_in_flight": max_in_flight,
         }.items()
         if value is not None
     }
+    if order_rate is not None:
+        changes["order_rate"] = parse_order_rate(order_rate)
     if eab_hmac_key:
         changes["eab_hmac_key"] = read_secret_ref(eab_hmac_key, "EAB HMAC key")
     if ca_bundle:
@@ -184,9 +213,18 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     table(
         "CA vendors",
-        ["name", "vendor", "email", "directory", "renew days", "EAB"],
+        ["name", "vendor", "email", "directory", "renew days", "EAB", "in flight", "order rate"],
         [
-            [r["name"], r["vendor"], r["email"], r["directory_url"], r["renew_days"], r["eab_kid"]]
+            [
+                r["name"],
+                r["vendor"],
+                r["email"],
+                r["directory_url"],
+                r["renew_days"],
+                r["eab_kid"],
+                r["max_in_flight"] or "no cap",
+                r["order_rate"] or "none",
+            ]
             for r in rows
         ],
     )

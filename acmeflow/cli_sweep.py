@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
 
-from acmeflow.core import errors
+from acmeflow.core.state.validation import parse_duration
 
 from .output import catalog_errors, console, print_json, table
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``1h``, ``2d`` or plain seconds, in seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise errors.ConfigError(
-            detail=f"--older-than expects a duration such as 30m, 1h or 2d (got {text!r})"
-        )
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -73,7 +59,7 @@ def sweep(
     values at mapped domains are reported and left alone. Exits 1 if a value could not be
     removed (it is retried by the next sweep).
     """
-    seconds = parse_duration(older_than)
+    seconds = parse_duration(older_than, "--older-than")
     from acmeflow.flows.sweep import sweep as sweep_flow
     from acmeflow.tasks.common import run_summary
 

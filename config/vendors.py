@@ -34,6 +34,7 @@ class VendorPreset:
     default_renew_days: int = 30
     notes: str = ""
     max_names: int | None = None  # names per certificate, when the CA publishes a limit
+    order_rate: tuple[int, int] | None = None  # (new orders, per seconds) the CA publishes
 
     def matches_issuer(self, common_name: str | None, organization: str | None) -> bool:
         """Whether an issuer with this CN / O is one of this CA's issuing certificates."""
@@ -88,6 +89,7 @@ PRESETS: dict[str, VendorPreset] = {
             notes="Free DV certificates (90 days; 45-day 'tlsserver' and 160-hour "
             "'shortlived' profiles). Supports ARI.",
             max_names=100,
+            order_rate=(300, 3 * 3600),  # "New Orders per Account": 300 per 3 hours
         ),
         VendorPreset(
             id="letsencrypt-staging",
@@ -98,6 +100,7 @@ PRESETS: dict[str, VendorPreset] = {
             default_renew_days=30,
             notes="Untrusted test certificates with generous rate limits.",
             max_names=100,
+            order_rate=(1500, 3 * 3600),  # staging: 1,500 new orders per 3 hours
         ),
         VendorPreset(
             id="digicert",

@@ -8,7 +8,7 @@ catalog errors (:mod:`acmeflow.core.errors`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from acmeflow.core.state.models import (
 from acmeflow.core.state.validation import (
     sealing_box,
     validate_contacts,
+    validate_max_in_flight,
     validate_name,
     validate_renew_days,
     validate_url,
@@ -45,6 +46,8 @@ _CA_FIELDS = {
     "preferred_chain",
     "issuer_names",
     "active",
+    "max_in_flight",
+    "order_rate",
 }
 
 
@@ -90,9 +93,13 @@ def add_ca(
     profile: str | None = None,
     preferred_chain: str | None = None,
     active: bool = True,
+    max_in_flight: int | None = None,
+    order_rate: tuple[int, int] | Literal["preset"] | None = "preset",
     box: SecretBox | None = None,
 ) -> CAVendor:
-    """Add a CA vendor. ``eab_hmac_key`` is a literal or a reference; it is sealed here."""
+    """Add a CA vendor. ``eab_hmac_key`` is a literal or a reference; it is sealed here.
+    ``order_rate`` is (new orders, per seconds), ``None`` (no rate limit) or the rate limit
+    the vendor publishes (its preset)."""
     validate_name(name, "CA vendor")
     preset = vendor_preset(vendor)
     contacts = validate_contacts(email)
@@ -104,6 +111,9 @@ def add_ca(
         ca_bundle=ca_bundle,
     )
     days = validate_renew_days(preset.default_renew_days if renew_days is None else renew_days)
+    in_flight = validate_max_in_flight(max_in_flight)
+    rate = preset.order_rate if order_rate == "preset" else order_rate
+    rate_orders, rate_window = rate or (None, None)
     if find_ca(s, name) is not None:
         raise ConfigError(detail=f"a CA vendor named {name!r} already exists")
     ca = CAVendor(
@@ -119,6 +129,9 @@ def add_ca(
         preferred_chain=preferred_chain or None,
         issuer_names=list(preset.issuer_names),
         active=active,
+        max_in_flight=in_flight,
+        rate_orders=rate_orders,
+        rate_window_seconds=rate_window,
     )
     s.add(ca)
     s.flush()
@@ -150,7 +163,8 @@ def update_ca(
 ) -> CAVendor:
     """Change fields of CA vendor ``name`` (active or not); same checks as :func:`add_ca`.
 
-    ``eab_hmac_key`` is sealed; ``None`` for an optional field clears it; ``name=`` renames.
+    ``eab_hmac_key`` is sealed; ``None`` for an optional field clears it; ``name=`` renames;
+    ``order_rate`` is (new orders, per seconds) or ``None`` (no rate limit).
     """
     unknown = set(changes) - _CA_FIELDS
     if unknown:
@@ -192,6 +206,10 @@ def update_ca(
         new["issuer_names"] = _clean_issuer_names(changes["issuer_names"] or [])
     if "active" in changes:
         new["active"] = bool(changes["active"])
+    if "max_in_flight" in changes:
+        new["max_in_flight"] = validate_max_in_flight(changes["max_in_flight"])
+    if "order_rate" in changes:
+        new["rate_orders"], new["rate_window_seconds"] = changes["order_rate"] or (None, None)
     for field, value in new.items():
         setattr(ca, field, value)
     s.flush()

@@ -113,6 +113,10 @@ class CAVendor(_Timestamps, Base):
     preferred_chain: Mapped[str | None] = mapped_column(String(200))
     issuer_names: Mapped[list[str]] = mapped_column(MutableList.as_mutable(JSON()), default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # held across every worker by Prefect global concurrency limits (``schedules sync``)
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)  # None: no pool-wide cap
+    rate_orders: Mapped[int | None] = mapped_column(Integer)  # new orders per rate window
+    rate_window_seconds: Mapped[int | None] = mapped_column(Integer)
 
     account: Mapped[AcmeAccount | None] = relationship(
         back_populates="ca_vendor", cascade="all, delete-orphan", passive_deletes=True

@@ -84,5 +84,54 @@ def validate_renew_days(days: Any) -> int:
     return days
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``2d`` or plain seconds, in seconds (``what`` names the
+    option in the error)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigError(detail=f"{what} expects a duration such as 30m, 1h or 2d (got {text!r})")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def validate_max_in_flight(value: Any) -> int | None:
+    """Orders of one CA in flight at once across all workers: a whole number >= 1, or
+    ``None`` / 0 (no pool-wide cap)."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ConfigError(
+            detail=f"max_in_flight must be a whole number from 0 (no cap) to 10000 (got {value!r})"
+        )
+    return value
+
+
+def parse_order_rate(text: str | None) -> tuple[int, int] | None:
+    """A CA's new-order rate limit, ``ORDERS/WINDOW`` (``300/3h``), as (orders, seconds);
+    ``none`` or empty: no rate limit."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    orders, _, window = text.partition("/")
+    seconds = parse_duration(window, "the order rate's window") if window else 0.0
+    if not orders.strip().isdigit() or int(orders) < 1 or seconds < 1:
+        raise ConfigError(
+            detail=f"the order rate is ORDERS/WINDOW, e.g. 300/3h, or none (got {text!r})"
+        )
+    return int(orders), int(seconds)
+
+
+def format_order_rate(orders: int | None, seconds: int | None) -> str | None:
+    """``300/3h`` (the form :func:`parse_order_rate` reads), ``None`` without a limit."""
+    if not orders or not seconds:
+        return None
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{orders}/{seconds // size}{unit}"
+    return f"{orders}/{seconds}s"
+
+
 def sealing_box(box: SecretBox | None) -> SecretBox:
     return box or default_box()
