@@ -53,6 +53,9 @@ def _print_report(report: schedules.SyncReport) -> None:
     for name, outcome in sorted(report.automations.items()):
         style = {"created": "green", "updated": "yellow"}.get(outcome, "dim")
         console.print(f"[{style}]{outcome:9}[/] automation {name!r}")
+    for name, outcome in sorted(report.limits.items()):
+        style = {"created": "green", "updated": "yellow", "deleted": "red"}.get(outcome, "dim")
+        console.print(f"[{style}]{outcome:9}[/] global concurrency limit {name}")
     for item in report.skipped:
         console.print(f"[dim]skipped  [/] {item.name}: {item.reason}", soft_wrap=True)
     for item in report.failed:

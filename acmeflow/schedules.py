@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from acmeflow import automations
+from acmeflow import automations, limits
 from acmeflow.config.settings import get_settings
 from acmeflow.core.schedule_policy import (
     DEPLOY_PENDING_INTERVAL,
@@ -539,6 +539,7 @@ class SyncReport:
     failed: list[Skipped] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)
     automations: dict[str, str] = field(default_factory=dict)  # name -> created/updated/...
+    limits: dict[str, str] = field(default_factory=dict)  # global limit -> created/updated/...
     ca_choices: list[str] = field(default_factory=list)  # forms given the current CA list
 
     @property
@@ -557,6 +558,7 @@ class SyncReport:
             "failed": [{"name": s.name, "error": s.reason} for s in self.failed],
             "changes": self.changes,
             "automations": self.automations,
+            "limits": self.limits,
             "ca_choices": self.ca_choices,
         }
 
@@ -703,6 +705,12 @@ async def sync_schedules(
     except Exception as exc:
         log.warning("could not write the crash-recovery automations: %s", exc)
         report.failed.append(Skipped(name="crash-recovery automations", reason=str(exc)))
+    try:
+        wanted = await asyncio.to_thread(limits.limits_from_database)
+        report.limits = await limits.sync_limits(client, wanted)
+    except Exception as exc:
+        log.warning("could not write the global concurrency limits: %s", exc)
+        report.failed.append(Skipped(name="global concurrency limits", reason=str(exc)))
     return report
 
 

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=16, ge=1, le=256)
     per_ca_concurrency: int = Field(default=8, ge=1)
     per_dns_provider_concurrency: int = Field(default=8, ge=1)
+    pool_dns_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="record writes at once per DNS provider across every worker of a pool "
+        "(a Prefect global concurrency limit written by schedules sync); unset: none",
+    )
     renew_batch_size: int = Field(
         default=100, ge=1, le=1000, description="certificates of one CA renewed as one batch"
     )

@@ -334,6 +334,16 @@ class RunInterrupted(AcmeflowError):
     message = "The run stopped before this order finished."
 
 
+class LimitSlotsBusy(AcmeflowError):
+    """A pool-wide limit (a Prefect global concurrency limit) had no free slot in time."""
+
+    message = (
+        "A pool-wide limit had no free slot in time: other runs hold them all "
+        "(a crashed worker's until their lease expires)."
+    )
+    retryable = True
+
+
 class LeaseLost(AcmeflowError):
     """The lease this run held was taken over (it expired): nothing may be written."""
 

@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -887,6 +887,18 @@ def release_leases(batch: Batch, ctx: Context) -> None:
 # --- results ---------------------------------------------------------------------------------
 
 
+def not_started(job: RenewalJob, why: str) -> RenewalOutcome:
+    """A renewal this run did not start (nothing was done; the next run takes it)."""
+    return RenewalOutcome(
+        certificate_id=job.certificate_id,
+        names=job.names,
+        ca=job.ca,
+        status="skipped",
+        message=why,
+        old_serial=job.serial,
+    )
+
+
 def renewal_outcome(item: OrderItem) -> RenewalOutcome:
     """What happened to a renewal item."""
     job = item.renewal
@@ -924,10 +936,16 @@ def renewal_outcome(item: OrderItem) -> RenewalOutcome:
     )
 
 
-def renewal_batches(jobs: Sequence[RenewalJob], size: int) -> list[list[RenewalJob]]:
-    """``jobs`` grouped by CA vendor, in batches of at most ``size``."""
+def renewal_batches(
+    jobs: Sequence[RenewalJob], size: int, caps: Mapping[str, int] | None = None
+) -> list[list[RenewalJob]]:
+    """``jobs`` grouped by CA vendor, in batches of at most ``size`` (and at most
+    ``caps[ca]`` for a CA whose pool-wide limits allow fewer orders at once)."""
     by_ca: dict[str, list[RenewalJob]] = {}
     for job in jobs:
         by_ca.setdefault(job.ca, []).append(job)
-    step = max(1, size)
-    return [group[n : n + step] for group in by_ca.values() for n in range(0, len(group), step)]
+    batches = []
+    for ca, group in by_ca.items():
+        step = max(1, min(size, (caps or {}).get(ca, size)))
+        batches += [group[n : n + step] for n in range(0, len(group), step)]
+    return batches

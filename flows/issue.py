@@ -1,6 +1,7 @@
 """Flow ``issue``: a new certificate for a list of names, end to end (F5)."""
 
 import uuid
+from contextlib import ExitStack
 from typing import Any, Literal
 
 from acmeflow.core.keys import DEFAULT_KEY_TYPE, CSRFields
@@ -10,6 +11,7 @@ from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.certificates import check_request, record_failure
 from acmeflow.tasks.deploy import check_targets
+from acmeflow.tasks.limits import ca_slots
 from acmeflow.tasks.pipeline import open_issue
 
 KeyTypeName = Literal["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]
@@ -104,14 +106,6 @@ def _issue(
     checked = check_request(kind="issue", ca=ca, names=names, store=store)
     key_staged = request_id is not None
     request_id = request_id or uuid.uuid4().hex
-    try:
-        if targets:
-            check_targets(targets)
-    except BaseException as exc:
-        record_failure(
-            checked.log_id, exc, store=store, request_id=request_id if key_staged else None
-        )
-        raise
     item = OrderItem(
         ref=request_id,
         ca=ca,
@@ -124,7 +118,17 @@ def _issue(
         key_staged=key_staged,
         uploaded_csr=csr_pem,
     )
-    run_sequence(open_issue(item))
+    with ExitStack() as slot:
+        try:
+            if targets:
+                check_targets(targets)
+            slot.enter_context(ca_slots(ca, 1))  # the CA's pool-wide limits, if any
+        except BaseException as exc:
+            record_failure(
+                checked.log_id, exc, store=store, request_id=request_id if key_staged else None
+            )
+            raise
+        run_sequence(open_issue(item))
     if item.error is not None:
         raise item.error
     assert item.saved is not None

@@ -11,13 +11,15 @@ from prefect.artifacts import (
 )
 from prefect.states import State
 
-from acmeflow.core.pipeline import renewal_batches, renewal_outcome
-from acmeflow.core.renewal_plan import RenewalOutcome, parse_now
+from acmeflow.core.errors import LimitSlotsBusy
+from acmeflow.core.pipeline import not_started, renewal_batches, renewal_outcome
+from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
 from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.alerts import emit_renewal_alerts
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
+from acmeflow.tasks.limits import ca_batch_caps, ca_slots
 from acmeflow.tasks.pipeline import open_renewals, recover_orders
 from acmeflow.tasks.renew import plan_renewals
 
@@ -65,6 +67,16 @@ def renew_as_of(
     return _renew(ca, certificate_ids, parse_now(now))
 
 
+def _renew_batch(jobs: list[RenewalJob], at: dt.datetime) -> list[RenewalOutcome]:
+    """One batch through the sequence; what happened to each certificate."""
+    batch = open_renewals(jobs, at.isoformat())
+    try:
+        run_sequence(batch)
+    except Exception as exc:  # its items are failed and recorded; the next batch goes on
+        progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
+    return [renewal_outcome(item) for item in batch.items]
+
+
 def _renew(
     ca: str | None, certificate_ids: list[int] | None, at: dt.datetime
 ) -> dict[str, Any] | State[Any]:
@@ -79,13 +91,15 @@ def _renew(
         description=f"Renewing {total} certificate(s)",
     )
     done = 0
-    for jobs in renewal_batches(plan.jobs, settings().renew_batch_size):
-        batch = open_renewals(jobs, at.isoformat())
+    caps = ca_batch_caps({job.ca for job in plan.jobs})
+    for jobs in renewal_batches(plan.jobs, settings().renew_batch_size, caps):
         try:
-            run_sequence(batch)
-        except Exception as exc:  # its items are failed and recorded; the next batch goes on
-            progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
-        outcomes.extend(renewal_outcome(item) for item in batch.items)
+            with ca_slots(jobs[0].ca, len(jobs)):
+                outcomes.extend(_renew_batch(jobs, at))
+        except LimitSlotsBusy as busy:  # the pool's slots stayed taken: the next run renews them
+            why = f"not started: {busy.message} {busy.detail}"
+            progress(f"{len(jobs)} renewal(s) {why}", problem=True)
+            outcomes.extend(not_started(job, why) for job in jobs)
         done += len(jobs)
         if progress_id:
             publish_artifact(
