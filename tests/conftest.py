@@ -15,7 +15,12 @@ import pytest
 
 from acmeflow.sandbox import SandboxInfo, sandbox_down, sandbox_status, sandbox_up
 
-pytest_plugins = ["tests.fixtures_acmeflow", "tests.fixtures_postgres", "tests.fixtures_deploy"]
+pytest_plugins = [
+    "tests.fixtures_acmeflow",
+    "tests.fixtures_postgres",
+    "tests.fixtures_deploy",
+    "tests.fixtures_pool",
+]
 
 # Homes of every sandbox started in this session; all stopped when the session ends.
 _STARTED_SANDBOXES: list[Path] = []

@@ -25,6 +25,27 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+def delete_global_limits() -> None:
+    """Remove the ``acmeflow-*`` global concurrency limits from the Prefect server."""
+    from prefect.client.orchestration import get_client
+
+    from acmeflow.core.limits import PREFIX
+
+    with get_client(sync_client=True) as client:
+        for limit in client.read_global_concurrency_limits(limit=200):
+            if limit.name.startswith(PREFIX):
+                client.delete_global_concurrency_limit_by_name(limit.name)
+
+
+@pytest.fixture(autouse=True)
+def _no_global_limits_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that syncs schedules leaves pool-wide limits on the session's server; later
+    tests' runs would hold their slots and size their batches by them: remove them."""
+    yield
+    if "prefect_harness" in request.fixturenames:
+        delete_global_limits()
+
+
 @dataclass
 class Home:
     """A fresh ACMEFLOW_HOME wired to a sandbox, with a CLI runner."""
