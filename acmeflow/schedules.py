@@ -91,6 +91,7 @@ FLOW_SPECS: dict[str, FlowSpec] = {
     for key, module in (
         ("issue", "issue"),
         ("renew", "renew"),
+        ("renew_share", "renew"),
         ("deploy", "deploy"),
         ("deploy_pending", "deploy"),
         ("scan", "scan"),
@@ -138,6 +139,11 @@ class StaticDeployment:
     description: str
 
 
+SHARE_DESCRIPTION = (
+    "A share of a larger renew run, started by the run itself on a work pool (its batches "
+    "spread over the pool's workers): renews those of certificate_ids still due."
+)
+
 STATIC_DEPLOYMENTS: tuple[StaticDeployment, ...] = (
     StaticDeployment(
         "scan",
@@ -170,6 +176,12 @@ STATIC_DEPLOYMENTS: tuple[StaticDeployment, ...] = (
         None,
         "Renew on demand (F6): certificate_ids for 'renew now' (manual ones included), "
         "or ca for one CA's due certificates, or nothing for every due certificate.",
+    ),
+    StaticDeployment(
+        "renew_share",
+        "share",
+        None,
+        SHARE_DESCRIPTION,
     ),
     StaticDeployment(
         "deploy",

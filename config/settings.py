@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     renew_batch_size: int = Field(
         default=100, ge=1, le=1000, description="certificates of one CA renewed as one batch"
     )
+    share_pickup_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="how long a renew run waits for a worker to start a share it handed out "
+        "before it renews that share itself",
+    )
     propagation_timeout: float = Field(default=180.0, gt=0)
     propagation_interval: float = Field(default=0.1, gt=0)
     acme_timeout: float = Field(default=300.0, gt=0)

@@ -107,8 +107,10 @@ def renewal_alerts(
     at: dt.datetime,
     ca: str | None = None,
     certificate_ids: Iterable[int] | None = None,
+    expiring: bool = True,
 ) -> list[Alert]:
-    """The alerts of a ``renew`` run: one per renewal (succeeded or failed), and one per
+    """The alerts of a ``renew`` run: one per renewal (succeeded or failed), and (unless
+    ``expiring`` is False: a share of a run that reports its whole scope) one per
     auto-enrolled certificate of the run's scope still inside its window (not renewed)."""
     alerts: list[Alert] = []
     with session_scope(open_database()) as s:
@@ -131,7 +133,7 @@ def renewal_alerts(
                 )
             )
         scope_ca = find_ca(s, ca) if ca else None
-        if ca and scope_ca is None:
+        if not expiring or (ca and scope_ca is None):
             return alerts
         ids = list(certificate_ids) if certificate_ids is not None else None
         for cert in certificates.still_due(s, now=at, ca=scope_ca, ids=ids):

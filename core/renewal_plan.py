@@ -178,21 +178,24 @@ def plan_renewals(
     at: dt.datetime,
     flow_run_id: str | None,
     progress: Progress,
+    due_only: bool = False,
 ) -> RenewalPlan:
     """Select the certificates to renew at ``now``: due ones (ARI window or ``renew_days``),
-    or exactly ``certificate_ids`` (on demand, any enrollment). Names mapped to no DNS provider,
-    or no active provider at all, skip a certificate (logged in the history)."""
+    or exactly ``certificate_ids`` (on demand, any enrollment; with ``due_only`` those of
+    them still due: a share another run handed out). Names mapped to no DNS provider, or no
+    active provider at all, skip a certificate (logged in the history)."""
     conf = get_settings()
-    forced = certificate_ids is not None
+    by_id = certificate_ids is not None
+    forced = by_id and not due_only
     with session_scope(open_database()) as s:
-        if forced:
+        if by_id:
             cands = renewals.candidates_by_id(s, certificate_ids or [], ca=ca)
             cas = {c.id: c for c in renewals.renewal_cas(s) if c.id in {x.ca_id for x in cands}}
         else:
             cas = {c.id: c for c in renewals.renewal_cas(s, ca)}
         endpoints = {ca_id: endpoint_for(row, conf) for ca_id, row in cas.items()}
         ari_cas = {ca_id for ca_id, ep in endpoints.items() if ari.ca_offers_ari(ep)}
-        if not forced:
+        if not by_id:
             cands = renewals.due_candidates(s, now=at, cas=list(cas.values()), ari_ca_ids=ari_cas)
         index = provider_index.provider_index(s)
         ca_rows: dict[int, CAVendor] = dict(cas)
@@ -273,3 +276,26 @@ def plan_renewals(
     return RenewalPlan(
         jobs=jobs, skipped=skipped, not_due=not_due, considered=len(cands), ari_checked=len(fresh)
     )
+
+
+_OUTCOME_OF_STATUS = {"success": "renewed", "failed": "failed", "skipped": "skipped"}
+
+
+def outcomes_of_run(flow_run_id: str) -> list[RenewalOutcome]:
+    """What run ``flow_run_id`` did to the certificates it renewed, from the history (the
+    run of a share another run handed out); an entry still running counts as failed."""
+    with session_scope(open_database()) as s:
+        entries = history.entries_of_run(s, flow_run_id, kind="renew")
+        return [
+            RenewalOutcome(
+                certificate_id=e.certificate_id,
+                names=list(e.names),
+                ca=e.ca_name,
+                status=_OUTCOME_OF_STATUS.get(e.status, "failed"),
+                message=e.message or f"interrupted: run {flow_run_id} did not finish it",
+                detail=e.detail,
+                serial=e.serial if e.status == "success" else None,
+            )
+            for e in entries
+            if e.certificate_id is not None
+        ]

@@ -22,6 +22,7 @@ from acmeflow.tasks.common import end_run, markdown_table, progress, publish_art
 from acmeflow.tasks.limits import ca_batch_caps, ca_slots
 from acmeflow.tasks.pipeline import open_renewals, recover_orders
 from acmeflow.tasks.renew import plan_renewals
+from acmeflow.tasks.shares import collect, hand_out, share_deployment
 
 
 def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> dict[str, Any]:
@@ -67,21 +68,41 @@ def renew_as_of(
     return _renew(ca, certificate_ids, parse_now(now))
 
 
+@acmeflow_flow("renew")
+def renew_share(certificate_ids: list[int]) -> dict[str, Any] | State[Any]:
+    """Renew a share of a larger ``renew`` run: those of ``certificate_ids`` still due (a
+    certificate another run renewed meanwhile is left alone). The ``renew/share`` deployment
+    on a work pool; a ``renew`` run started on that pool hands its batches out to it, so one
+    run spreads over the pool's workers.
+
+    Args:
+        certificate_ids: The certificates of the share (renewed only while still due).
+    """
+    return _renew(None, certificate_ids, parse_now(None), share=True)
+
+
 def _renew_batch(jobs: list[RenewalJob], at: dt.datetime) -> list[RenewalOutcome]:
-    """One batch through the sequence; what happened to each certificate."""
-    batch = open_renewals(jobs, at.isoformat())
+    """One batch through the sequence, holding its CA's pool-wide slots; what happened to
+    each certificate (a batch that got no slot in time is not started: skipped)."""
     try:
-        run_sequence(batch)
-    except Exception as exc:  # its items are failed and recorded; the next batch goes on
-        progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
-    return [renewal_outcome(item) for item in batch.items]
+        with ca_slots(jobs[0].ca, len(jobs)):
+            batch = open_renewals(jobs, at.isoformat())
+            try:
+                run_sequence(batch)
+            except Exception as exc:  # its items are failed and recorded; the next batch goes on
+                progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
+            return [renewal_outcome(item) for item in batch.items]
+    except LimitSlotsBusy as busy:  # the pool's slots stayed taken: the next run renews them
+        why = f"not started: {busy.message} {busy.detail}"
+        progress(f"{len(jobs)} renewal(s) {why}", problem=True)
+        return [not_started(job, why) for job in jobs]
 
 
 def _renew(
-    ca: str | None, certificate_ids: list[int] | None, at: dt.datetime
+    ca: str | None, certificate_ids: list[int] | None, at: dt.datetime, *, share: bool = False
 ) -> dict[str, Any] | State[Any]:
     recover_orders()
-    plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat())
+    plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat(), due_only=share)
     outcomes: list[RenewalOutcome] = list(plan.skipped)
     total = len(plan.jobs)
     progress_id = publish_artifact(
@@ -91,15 +112,10 @@ def _renew(
         description=f"Renewing {total} certificate(s)",
     )
     done = 0
-    caps = ca_batch_caps({job.ca for job in plan.jobs})
-    for jobs in renewal_batches(plan.jobs, settings().renew_batch_size, caps):
-        try:
-            with ca_slots(jobs[0].ca, len(jobs)):
-                outcomes.extend(_renew_batch(jobs, at))
-        except LimitSlotsBusy as busy:  # the pool's slots stayed taken: the next run renews them
-            why = f"not started: {busy.message} {busy.detail}"
-            progress(f"{len(jobs)} renewal(s) {why}", problem=True)
-            outcomes.extend(not_started(job, why) for job in jobs)
+
+    def renew_here(jobs: list[RenewalJob]) -> list[RenewalOutcome]:
+        nonlocal done
+        found = _renew_batch(jobs, at)
         done += len(jobs)
         if progress_id:
             publish_artifact(
@@ -108,9 +124,26 @@ def _renew(
                 progress=100.0 * done / total,
                 description=f"{done} of {total} renewal(s) done",
             )
-    # zero-touch certificates go to their targets now (never fails the renewal)
+        return found
+
+    caps = ca_batch_caps({job.ca for job in plan.jobs})
+    batches = renewal_batches(plan.jobs, settings().renew_batch_size, caps)
+    shares = hand_out(batches[1:]) if len(batches) > 1 and share_deployment() else []
+    for jobs in batches[: 1 if shares else len(batches)]:
+        outcomes.extend(renew_here(jobs))
+    taken_back, of_shares = collect(shares, renew_here)
+    outcomes.extend(taken_back)
+    # zero-touch certificates go to their targets now, and the alerts go out, for what this
+    # run renewed (a share's run does both for its own)
     deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
-    emit_renewal_alerts(outcomes, now=at.isoformat(), ca=ca, certificate_ids=certificate_ids)
+    emit_renewal_alerts(
+        outcomes,
+        now=at.isoformat(),
+        ca=ca,
+        certificate_ids=certificate_ids,
+        expiring=not share,  # the run that handed the share out reports its whole scope
+    )
+    outcomes.extend(of_shares)
     summary = _summary(outcomes, plan.not_due, plan.considered)
     rows = summary["results"]
     if rows:

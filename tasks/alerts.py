@@ -48,12 +48,16 @@ def emit_renewal_alerts(
     now: str,
     ca: str | None,
     certificate_ids: list[int] | None,
+    expiring: bool = True,
 ) -> int:
-    """Emit a renewal's succeeded/failed events and the expiring ones of the run's scope."""
+    """Emit a renewal's succeeded/failed events and (``expiring``) the expiring ones of the
+    run's scope."""
     at = parse_now(now)
     return _safely(
         "the renewals",
-        lambda: alerts.renewal_alerts(outcomes, at=at, ca=ca, certificate_ids=certificate_ids),
+        lambda: alerts.renewal_alerts(
+            outcomes, at=at, ca=ca, certificate_ids=certificate_ids, expiring=expiring
+        ),
     )
 
 

@@ -21,7 +21,9 @@ STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="plan_renewals", **STEP)  # type: ignore[call-overload]
-def plan_renewals(*, ca: str | None, certificate_ids: list[int] | None, now: str) -> RenewalPlan:
+def plan_renewals(
+    *, ca: str | None, certificate_ids: list[int] | None, now: str, due_only: bool = False
+) -> RenewalPlan:
     """Select the certificates to renew at ``now`` (see :func:`core.renewal_plan.plan_renewals`)."""
     return renewal_plan.plan_renewals(
         ca=ca,
@@ -29,4 +31,5 @@ def plan_renewals(*, ca: str | None, certificate_ids: list[int] | None, now: str
         at=parse_now(now),
         flow_run_id=current_flow_run_id(),
         progress=progress,
+        due_only=due_only,
     )

@@ -92,3 +92,16 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
             serve.wait(timeout=60)
         except subprocess.TimeoutExpired:
             serve.kill()
+
+
+def run_log(run_id: Any) -> str:
+    """The log lines flow run ``run_id`` sent to the server."""
+    from uuid import UUID
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(str(run_id))]))
+        )
+    return "\n".join(entry.message for entry in logs)

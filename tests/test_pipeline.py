@@ -20,8 +20,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
-    LogFilter,
-    LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import StateType
 
@@ -37,7 +35,7 @@ from acmeflow.core.stores import stores_from_settings
 from acmeflow.sandbox import SandboxInfo
 from acmeflow.tasks import pipeline as pipeline_tasks
 from tests.fixtures_acmeflow import Home
-from tests.serve_process import prefect_cli, served, wait_for_deployments
+from tests.serve_process import prefect_cli, run_log, served, wait_for_deployments
 from tests.test_issue_e2e import issue_json, txt_values
 from tests.test_renew_e2e import cert_row, live_serial
 
@@ -210,11 +208,7 @@ def test_a_renewal_batch_run_from_a_deployment_drops_what_a_refusing_provider_se
         output = watched.stdout + watched.stderr
     run_id = next(line.split()[-1] for line in output.splitlines() if "UUID:" in line)
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]))
-        )
-        run_log = "\n".join(entry.message for entry in logs)
-        assert watched.returncode != 0, run_log  # Failed: one renewal failed
+        assert watched.returncode != 0, run_log(run_id)  # Failed: one renewal failed
         run = client.read_flow_run(run_id)
         assert run.state is not None and run.state.type == StateType.FAILED, output
     wanted = {step.name for step in pipeline.SEQUENCE}

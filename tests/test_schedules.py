@@ -196,6 +196,12 @@ def standin_renew(ca: str | None = None, certificate_ids: list[int] | None = Non
     return f"renewed for {ca}"
 
 
+@flow(name="standin-renew")
+def standin_renew_share(certificate_ids: list[int]) -> str:
+    """Stands in for flows/renew.py's renew_share."""
+    return f"renewed {certificate_ids}"
+
+
 @flow(name="standin-scan")
 def standin_scan() -> int:
     return 0
@@ -223,6 +229,7 @@ def standin_deploy_pending() -> int:
 
 STANDINS: dict[str, Flow[Any, Any]] = {
     "renew": standin_renew,
+    "renew_share": standin_renew_share,
     "scan": standin_scan,
     "sweep": standin_sweep,
     "issue": standin_issue,
@@ -254,6 +261,7 @@ def test_sync_with_every_flow_present(prefect_harness: None) -> None:
         "standin-sweep/daily",
         "standin-issue/ad-hoc",
         "standin-renew/ad-hoc",
+        "standin-renew/share",
         "standin-deploy/ad-hoc",
         "standin-deploy-pending/hourly",
     } <= set(report.created)
@@ -514,7 +522,8 @@ def test_prefect_yaml_declares_the_same_deployments(prefect_harness: None) -> No
             return await schedules.plan_from_api(client, build_desired([]))
 
     items = {i.full_name: i for i in asyncio.run(plan())}
-    for name in ("scan/daily", "sweep/daily", "issue/ad-hoc", "renew/ad-hoc", "deploy/ad-hoc"):
+    names = ("scan/daily", "sweep/daily", "issue/ad-hoc", "renew/ad-hoc", "renew/share")
+    for name in (*names, "deploy/ad-hoc"):
         item = items[name]
         assert item.action == "unchanged", (name, item.changes)
         assert item.existing is not None and item.existing.work_pool_name == "acmeflow"

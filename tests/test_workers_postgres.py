@@ -19,6 +19,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from cryptography import x509
@@ -31,7 +32,7 @@ from acmeflow.core.state.models import Certificate, LogEntry
 from bench.bulk_renew import enroll_certificates, two_names
 from tests.fixtures_acmeflow import Home
 from tests.fixtures_pool import POOL, Worker, leftovers, make_due, process_tree, trigger
-from tests.serve_process import wait_for_runs
+from tests.serve_process import run_log, wait_for_runs
 from tests.test_issue_e2e import txt_values
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -140,3 +141,44 @@ def test_a_worker_killed_mid_run_the_next_run_completes_the_rest(
     for index in range(0, COUNT, 10):
         name = two_names("killed", index)[0]
         assert txt_values(pg_home.sandbox, f"_acme-challenge.{name}") == []
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 5 in the workers' runs; a share waits 20 s for a worker before its run
+    takes it back (the workers poll every second)."""
+    monkeypatch.setenv("ACMEFLOW_RENEW_BATCH_SIZE", "5")
+    monkeypatch.setenv("ACMEFLOW_SHARE_PICKUP_SECONDS", "20")
+
+
+def test_one_renew_run_spreads_its_batches_over_the_pool_workers(
+    small_batches: None, pg_home: Home, workers: list[Worker]
+) -> None:
+    """One ad-hoc renew of 15 due certificates in batches of 5 on a two-worker pool: the run
+    renews its first batch and hands the other two out as ``renew/share`` runs; the other
+    worker renews them (or the run takes a share back when no worker is free). Each
+    certificate is renewed once, the run's summary counts all 15, nothing is left."""
+    ids = enroll_certificates(15, 0, "spread")
+    make_due(ids)
+    pg_home.ok("schedules", "sync", "--work-pool", POOL)
+    run_id = trigger("renew/ad-hoc", ca="sandbox")
+    parent = wait_for_runs({"run": run_id})["run"]
+    logs = "\n".join(w.log.read_text()[-3000:] for w in workers)
+    assert parent.state.type == StateType.COMPLETED, logs
+    parent_log = run_log(run_id)
+    assert "handed 2 batch(es) out to the pool's workers" in parent_log, parent_log
+    assert "renew: 15 renewed, 0 failed, 0 skipped" in parent_log, parent_log  # all counted
+
+    with session_scope(open_database()) as s:
+        renewals = s.execute(
+            select(LogEntry.certificate_id, LogEntry.flow_run_id).where(
+                LogEntry.kind == "renew", LogEntry.status == "success"
+            )
+        ).all()
+    assert sorted(cert_id for cert_id, _ in renewals) == sorted(ids)  # each exactly once
+    runs = {str(run) for _, run in renewals}
+    assert str(run_id) in runs and len(runs) >= 2, runs  # the run and at least one share
+    parent_worker = next(w for w in workers if w.ran(run_id))
+    other = next(w for w in workers if w is not parent_worker)
+    assert any(other.ran(UUID(run)) for run in runs - {str(run_id)}), logs
+    assert set(leftovers().values()) == {0}, leftovers()

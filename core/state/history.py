@@ -151,3 +151,9 @@ def list_log(
     if limit is not None:
         q = q.limit(limit)
     return list(s.scalars(q))
+
+
+def entries_of_run(s: Session, flow_run_id: str, *, kind: str) -> list[LogEntry]:
+    """The ``kind`` entries flow run ``flow_run_id`` wrote, oldest first."""
+    q = select(LogEntry).where(LogEntry.flow_run_id == flow_run_id, LogEntry.kind == kind)
+    return list(s.scalars(q.order_by(LogEntry.id)))
