@@ -654,7 +654,9 @@ def _start(home: Path, options: Mapping[str, Any], *, timeout: float, detach: bo
         pebble_cfg["externalAccountMACKeys"] = {eab_kid: eab_hmac}
     pebble_conf = home / "pebble-config.json"
     _write_private(pebble_conf, json.dumps({"pebble": pebble_cfg}, indent=2))
-    pebble_env = {**base_env, "PEBBLE_VA_NOSLEEP": "1"}
+    pebble_env = dict(base_env)
+    if "PEBBLE_VA_SLEEPTIME" not in options["extra_pebble_env"]:  # a bench may want the delay
+        pebble_env["PEBBLE_VA_NOSLEEP"] = "1"
     if options["nonce_reject"] > 0:
         pebble_env["PEBBLE_WFE_NONCEREJECT"] = str(options["nonce_reject"])
     if options["authz_reuse"] is not None:

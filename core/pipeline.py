@@ -936,6 +936,14 @@ def renewal_outcome(item: OrderItem) -> RenewalOutcome:
     )
 
 
+def spread_batches(batches: Sequence[list[RenewalJob]], ways: int) -> list[list[list[RenewalJob]]]:
+    """``batches`` dealt round-robin into at most ``ways`` groups (one per worker)."""
+    groups: list[list[list[RenewalJob]]] = [[] for _ in range(max(1, min(ways, len(batches))))]
+    for n, batch in enumerate(batches):
+        groups[n % len(groups)].append(batch)
+    return groups
+
+
 def renewal_batches(
     jobs: Sequence[RenewalJob], size: int, caps: Mapping[str, int] | None = None
 ) -> list[list[RenewalJob]]:

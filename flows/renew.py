@@ -12,7 +12,12 @@ from prefect.artifacts import (
 from prefect.states import State
 
 from acmeflow.core.errors import LimitSlotsBusy
-from acmeflow.core.pipeline import not_started, renewal_batches, renewal_outcome
+from acmeflow.core.pipeline import (
+    not_started,
+    renewal_batches,
+    renewal_outcome,
+    spread_batches,
+)
 from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome, parse_now
 from acmeflow.flows.deploy import deploy_after_renewals
 from acmeflow.flows.hooks import acmeflow_flow
@@ -22,7 +27,7 @@ from acmeflow.tasks.common import end_run, markdown_table, progress, publish_art
 from acmeflow.tasks.limits import ca_batch_caps, ca_slots
 from acmeflow.tasks.pipeline import open_renewals, recover_orders
 from acmeflow.tasks.renew import plan_renewals
-from acmeflow.tasks.shares import collect, hand_out, share_deployment
+from acmeflow.tasks.shares import collect, hand_out, pool_workers
 
 
 def _summary(outcomes: list[RenewalOutcome], not_due: int, considered: int) -> dict[str, Any]:
@@ -127,11 +132,19 @@ def _renew(
         return found
 
     caps = ca_batch_caps({job.ca for job in plan.jobs})
-    batches = renewal_batches(plan.jobs, settings().renew_batch_size, caps)
-    shares = hand_out(batches[1:]) if len(batches) > 1 and share_deployment() else []
-    for jobs in batches[: 1 if shares else len(batches)]:
+
+    def batches_of(jobs: list[RenewalJob]) -> list[list[RenewalJob]]:
+        return renewal_batches(jobs, settings().renew_batch_size, caps)
+
+    def renew_group(jobs: list[RenewalJob]) -> list[RenewalOutcome]:
+        return [outcome for batch in batches_of(jobs) for outcome in renew_here(batch)]
+
+    batches = batches_of(plan.jobs)
+    groups = spread_batches(batches, pool_workers() if len(batches) > 1 else 1)
+    shares = hand_out([[job for batch in group for job in batch] for group in groups[1:]])
+    for jobs in groups[0]:
         outcomes.extend(renew_here(jobs))
-    taken_back, of_shares = collect(shares, renew_here)
+    taken_back, of_shares = collect(shares, renew_group, rounds=len(groups[0]))
     outcomes.extend(taken_back)
     # zero-touch certificates go to their targets now, and the alerts go out, for what this
     # run renewed (a share's run does both for its own)

@@ -1,9 +1,10 @@
-"""Spreading one ``renew`` run over the workers of its pool: the run hands all but its first
-batch out as child runs of the ``renew/share`` deployment (on the same work pool), renews its
-own batch, then renews itself every share no worker started within
-``ACMEFLOW_SHARE_PICKUP_SECONDS`` (a pool with one free worker never waits on itself) and
-waits for the others. Each share renews the certificates of its batch that are still due,
-under the same leases, so a share that starts late does nothing twice.
+"""Spreading one ``renew`` run over the workers of its pool: the run deals its batches into
+one group per online worker of its pool, keeps the first group and hands every other out as
+a child run of the ``renew/share`` deployment (on the same work pool), renews its own group,
+then renews itself every share no worker started within ``ACMEFLOW_SHARE_PICKUP_SECONDS``
+(a pool whose workers are busy never waits on itself) and waits for the others. Each share
+renews the certificates of its group that are still due, under the same leases, so a share
+that starts late does nothing twice.
 
 Only a run started from a deployment on a work pool, with ``renew/share`` on that pool,
 hands shares out (``schedules sync --work-pool`` creates it); any other run renews every
@@ -19,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import StateType, WorkerStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
@@ -46,29 +47,31 @@ class Share:
         return [job.certificate_id for job in self.jobs]
 
 
-def share_deployment() -> str | None:
-    """``renew/share`` when this run came from a deployment on a work pool that has it (and
-    is not itself a share), else ``None``: the run renews every batch itself."""
+def pool_workers() -> int:
+    """How many workers of this run's pool are online when this run came from a deployment
+    on a work pool that has ``renew/share`` (and is not itself a share); else 0: the run
+    renews every batch itself."""
     run_id = flow_run.get_id()
     if not run_id or not PREFECT_API_URL.value():
-        return None
+        return 0
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(str(run_id)))
         if run.deployment_id is None or run.work_pool_name is None:
-            return None
+            return 0
         try:
             share = client.read_deployment_by_name(SHARE_DEPLOYMENT)
         except ObjectNotFound:
-            return None
-    if share.id == run.deployment_id or share.work_pool_name != run.work_pool_name:
-        return None
-    return SHARE_DEPLOYMENT
+            return 0
+        if share.id == run.deployment_id or share.work_pool_name != run.work_pool_name:
+            return 0
+        workers = client.read_workers_for_work_pool(run.work_pool_name)
+    return sum(1 for worker in workers if worker.status == WorkerStatus.ONLINE)
 
 
-def hand_out(batches: list[list[RenewalJob]]) -> list[Share]:
-    """One child run of ``renew/share`` per batch (started by whichever worker is free)."""
+def hand_out(groups: list[list[RenewalJob]]) -> list[Share]:
+    """One child run of ``renew/share`` per group (started by whichever worker is free)."""
     shares = []
-    for jobs in batches:
+    for jobs in groups:
         child: Any = run_deployment(
             SHARE_DEPLOYMENT,
             parameters={"certificate_ids": [job.certificate_id for job in jobs]},
@@ -77,7 +80,11 @@ def hand_out(batches: list[list[RenewalJob]]) -> list[Share]:
         )
         shares.append(Share(jobs, child.id, time.monotonic()))
     if shares:
-        progress(f"handed {len(shares)} batch(es) out to the pool's workers ({SHARE_DEPLOYMENT})")
+        count = sum(len(share.jobs) for share in shares)
+        progress(
+            f"handed {len(shares)} share(s) of {count} certificate(s) out to the pool's "
+            f"workers ({SHARE_DEPLOYMENT})"
+        )
     return shares
 
 
@@ -91,13 +98,16 @@ def _take_back(client: Any, share: Share) -> bool:
 
 
 def collect(
-    shares: list[Share], renew_here: Callable[[list[RenewalJob]], list[RenewalOutcome]]
+    shares: list[Share],
+    renew_here: Callable[[list[RenewalJob]], list[RenewalOutcome]],
+    rounds: int,
 ) -> tuple[list[RenewalOutcome], list[RenewalOutcome]]:
     """Wait for the shares: a share no worker started within the pickup time is taken back
     and renewed here (``renew_here``). Returns (outcomes renewed here, outcomes of the
-    shares' runs); a share's run that does not end within its deadline is reported failed."""
+    shares' runs); a share's run that does not end within ``rounds`` + 1 order deadlines is
+    reported failed (``rounds``: the most batches one share has)."""
     pickup = settings().share_pickup_seconds
-    deadline = time.monotonic() + order_timeouts().total * (len(shares) + 1)
+    deadline = time.monotonic() + order_timeouts().total * (rounds + 1)
     here: list[RenewalOutcome] = []
     theirs: list[RenewalOutcome] = []
     pending = list(shares)

@@ -5,36 +5,26 @@ and count what runs leave behind."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
-from sqlalchemy import update
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core.state.db import dispose_engines, open_database, session_scope
 from acmeflow.core.state.models import (
-    Certificate,
     ChallengeJournalEntry,
     Lease,
     LogEntry,
     OrderInFlightRow,
 )
 from acmeflow.sandbox import SandboxInfo
+from bench.pool import Worker, create_pool, start_workers, stop_workers
 from tests.fixtures_acmeflow import Home
 from tests.serve_process import api_env
 
 POOL = "acmeflow-pool-test"
-WORKER_START_SECONDS = 90
 
 
 @pytest.fixture
@@ -56,73 +46,23 @@ def pg_home(
     dispose_engines()
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def ran(self, run_id: UUID) -> bool:
-        """Whether this worker ran the flow run ``run_id`` (a worker may try a run another
-        one already took: the server aborts that submission)."""
-        log = self.log.read_text()
-        return (
-            f"submitting flow run '{run_id}'" in log
-            and f"Aborted submission of flow run '{run_id}'" not in log
-        )
-
-
 @pytest.fixture
 def workers(pg_home: Home, tmp_path: Path) -> Iterator[list[Worker]]:
     """Two ``prefect worker start`` processes on a process pool, each running one flow run
     at a time."""
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
+    create_pool(POOL)
     env = {
         **api_env(),
         "ACMEFLOW_HOME": str(pg_home.path),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",  # the runs each worker submits
         # pebble 2.4 can deadlock under many concurrent new-order requests (seen with 16 at
         # once from two runs): a few per worker keep the test CA, not acmeflow, out of the way
         "ACMEFLOW_PER_CA_CONCURRENCY": "3",
     }
-    logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
-    processes = []
-    for n, log in enumerate(logs, 1):
-        with log.open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        str(Path(sys.executable).with_name("prefect")),
-                        "worker",
-                        "start",
-                        "--pool",
-                        POOL,
-                        "--name",
-                        f"worker-{n}",
-                        "--limit",
-                        "1",
-                    ],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    started = start_workers(POOL, 2, env, tmp_path / "workers")
     try:
-        deadline = time.monotonic() + WORKER_START_SECONDS
-        while not all("started!" in log.read_text() for log in logs):
-            assert all(p.poll() is None for p in processes), logs[0].read_text()[-2000:]
-            assert time.monotonic() < deadline, "workers did not start in time"
-            time.sleep(0.5)
-        yield [Worker(process, log) for process, log in zip(processes, logs, strict=True)]
+        yield started
     finally:  # a worker a test killed is already gone
-        for process in processes:
-            process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_workers(started)
         delete_pool_deployments()
 
 
@@ -133,23 +73,6 @@ def delete_pool_deployments() -> None:
         for deployment in client.read_deployments(limit=200):
             if deployment.work_pool_name == POOL:
                 client.delete_deployment(deployment.id)
-
-
-def make_due(ids: list[int]) -> None:
-    """Record the certificates as expiring in 10 days (inside the CA's 30-day window)."""
-    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=10)
-    with session_scope(open_database()) as s:
-        s.execute(
-            update(Certificate)
-            .where(Certificate.id.in_(ids))
-            .values(not_after=soon, renewal_due_at=None)
-        )
-
-
-def trigger(deployment: str, **parameters: object) -> UUID:
-    with get_client(sync_client=True) as client:
-        found = client.read_deployment_by_name(deployment)
-        return client.create_flow_run_from_deployment(found.id, parameters=parameters).id
 
 
 def leftovers() -> dict[str, int]:

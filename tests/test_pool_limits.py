@@ -14,9 +14,10 @@ from acmeflow.core.limits import ca_rate_name, ca_slots_name, dns_slots_name
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import LogEntry
 from bench.bulk_renew import enroll_certificates
+from bench.pool import make_due, trigger
 from tests.ca_proxy import order_counting_proxy
 from tests.fixtures_acmeflow import Home, delete_global_limits
-from tests.fixtures_pool import POOL, make_due, trigger
+from tests.fixtures_pool import POOL
 from tests.serve_process import wait_for_runs
 from tests.test_issue_e2e import issue_json, txt_values
 

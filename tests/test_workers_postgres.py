@@ -30,8 +30,9 @@ from sqlalchemy import select
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate, LogEntry
 from bench.bulk_renew import enroll_certificates, two_names
+from bench.pool import Worker, make_due, trigger
 from tests.fixtures_acmeflow import Home
-from tests.fixtures_pool import POOL, Worker, leftovers, make_due, process_tree, trigger
+from tests.fixtures_pool import POOL, leftovers, process_tree
 from tests.serve_process import run_log, wait_for_runs
 from tests.test_issue_e2e import txt_values
 
@@ -155,9 +156,9 @@ def test_one_renew_run_spreads_its_batches_over_the_pool_workers(
     small_batches: None, pg_home: Home, workers: list[Worker]
 ) -> None:
     """One ad-hoc renew of 15 due certificates in batches of 5 on a two-worker pool: the run
-    renews its first batch and hands the other two out as ``renew/share`` runs; the other
-    worker renews them (or the run takes a share back when no worker is free). Each
-    certificate is renewed once, the run's summary counts all 15, nothing is left."""
+    deals the three batches into one group per online worker, keeps two batches and hands
+    the third out as a ``renew/share`` run, which the other worker renews. Each certificate
+    is renewed once, the run's summary counts all 15, nothing is left."""
     ids = enroll_certificates(15, 0, "spread")
     make_due(ids)
     pg_home.ok("schedules", "sync", "--work-pool", POOL)
@@ -166,7 +167,7 @@ def test_one_renew_run_spreads_its_batches_over_the_pool_workers(
     logs = "\n".join(w.log.read_text()[-3000:] for w in workers)
     assert parent.state.type == StateType.COMPLETED, logs
     parent_log = run_log(run_id)
-    assert "handed 2 batch(es) out to the pool's workers" in parent_log, parent_log
+    assert "handed 1 share(s) of 5 certificate(s) out to the pool's workers" in parent_log
     assert "renew: 15 renewed, 0 failed, 0 skipped" in parent_log, parent_log  # all counted
 
     with session_scope(open_database()) as s:
@@ -177,7 +178,7 @@ def test_one_renew_run_spreads_its_batches_over_the_pool_workers(
         ).all()
     assert sorted(cert_id for cert_id, _ in renewals) == sorted(ids)  # each exactly once
     runs = {str(run) for _, run in renewals}
-    assert str(run_id) in runs and len(runs) >= 2, runs  # the run and at least one share
+    assert str(run_id) in runs and len(runs) == 2, runs  # the run and its share
     parent_worker = next(w for w in workers if w.ran(run_id))
     other = next(w for w in workers if w is not parent_worker)
     assert any(other.ran(UUID(run)) for run in runs - {str(run_id)}), logs
