@@ -657,8 +657,9 @@ def _start(home: Path, options: Mapping[str, Any], *, timeout: float, detach: bo
     pebble_env = dict(base_env)
     if "PEBBLE_VA_SLEEPTIME" not in options["extra_pebble_env"]:  # a bench may want the delay
         pebble_env["PEBBLE_VA_NOSLEEP"] = "1"
-    if options["nonce_reject"] > 0:
-        pebble_env["PEBBLE_WFE_NONCEREJECT"] = str(options["nonce_reject"])
+    # always said: unset, pebble rejects 5 % of good nonces (a test-only behaviour no real CA
+    # has), which made one-shot ACME calls of the tests fail now and then
+    pebble_env["PEBBLE_WFE_NONCEREJECT"] = str(options["nonce_reject"])
     if options["authz_reuse"] is not None:
         pebble_env["PEBBLE_AUTHZREUSE"] = str(options["authz_reuse"])
     pebble_env.update(options["extra_pebble_env"])

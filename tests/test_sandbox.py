@@ -532,3 +532,10 @@ def test_up_retries_when_a_probed_port_is_taken_before_bind_binds_it(
     finally:
         squatter.close()
         sandbox_down(home)
+
+
+def test_a_default_sandbox_tells_pebble_to_reject_no_nonce(sandbox: SandboxInfo) -> None:
+    """Unset, pebble rejects 5 % of good nonces: a default sandbox sets the rate to 0."""
+    environ = Path(f"/proc/{sandbox.pebble_pid}/environ").read_bytes().split(b"\0")
+    assert b"PEBBLE_WFE_NONCEREJECT=0" in environ
+    assert sandbox.options["nonce_reject"] == 0
