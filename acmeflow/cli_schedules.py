@@ -145,6 +145,53 @@ def list_(as_json: JsonOpt = False) -> None:
         console.print(f"[dim]skipped[/] {s.name}: {s.reason}", soft_wrap=True)
 
 
+_LIMIT_STATUS = {
+    "create": "missing (sync creates)",
+    "update": "differs (sync updates)",
+    "delete": "stale (sync deletes)",
+    "unchanged": "in sync",
+}
+
+
+async def _limit_plan() -> list[Any]:
+    from prefect.client.orchestration import get_client
+
+    from acmeflow import limits
+
+    wanted = await asyncio.to_thread(limits.limits_from_database)
+    async with get_client() as client:
+        return await limits.plan_limits(client, wanted)
+
+
+@app.command("limits")
+@catalog_errors
+def limits_(as_json: JsonOpt = False) -> None:
+    """List the pool-wide limits (Prefect global concurrency limits) the configuration wants
+    next to the server's, with the slots in use."""
+    require_api()
+    states = asyncio.run(_limit_plan())
+    if as_json:
+        print_json([state.as_dict() for state in states])
+        return
+    table(
+        "acmeflow pool-wide limits",
+        ["limit", "wanted", "on the server", "slots in use", "status", "holds"],
+        [
+            [
+                state.name,
+                state.wanted.describe() if state.wanted else "",
+                "" if state.limit is None else state.limit,
+                "" if state.slots_in_use is None else state.slots_in_use,
+                _LIMIT_STATUS[state.action],
+                state.wanted.about if state.wanted else "",
+            ]
+            for state in states
+        ],
+    )
+    if not states:
+        console.print("No pool-wide limits configured (ca edit --max-in-flight/--order-rate).")
+
+
 @catalog_errors
 def serve(
     resync_every: Annotated[

@@ -62,6 +62,10 @@ def test_schedules_sync_writes_updates_and_deletes_the_pool_wide_limits(
     assert set(synced_limits(home).values()) == {"unchanged"}
 
     home.ok("ca", "edit", "sandbox", "--max-in-flight", "6", "--order-rate", "none")
+    listed = home.ok("schedules", "limits", "--json").output
+    planned = {row["name"]: row for row in json.loads(listed[listed.index("[") :])}
+    assert [planned[n]["action"] for n in (slots, rate, dns)] == ["update", "delete", "unchanged"]
+    assert (planned[slots]["server_limit"], planned[slots]["slots_in_use"]) == (4, 0)
     changed = synced_limits(home)
     assert (changed[slots], changed[rate]) == ("updated", "deleted")
     assert server_limits()[slots] == (6, 0.0) and rate not in server_limits()
