@@ -51,8 +51,10 @@ def renew(
 
     The certificates of each CA vendor go through the issuance steps in batches
     (``ACMEFLOW_RENEW_BATCH_SIZE``), the orders of a batch in parallel within the per-CA limit;
-    a renewal that fails drops out of its batch and never stops the others. The run ends Failed
-    (after its artifacts) when a renewal failed.
+    a renewal that fails drops out of its batch and never stops the others. Started from a
+    deployment on a work pool, a run of several batches spreads them over the pool's online
+    workers as ``renew/share`` runs and reports them all. The run ends Failed (after its
+    artifacts) when a renewal failed.
 
     Args:
         ca: Only the due certificates of this CA vendor (empty: every active CA vendor's).
