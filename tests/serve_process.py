@@ -105,3 +105,15 @@ def run_log(run_id: Any) -> str:
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(str(run_id))]))
         )
     return "\n".join(entry.message for entry in logs)
+
+
+def run_log_with(run_id: Any, *lines: str, seconds: float = 30.0) -> str:
+    """The log of flow run ``run_id`` once it holds every one of ``lines`` (a run's last
+    lines reach the server after its final state); fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = run_log(run_id)
+        if all(line in text for line in lines):
+            return text
+        assert time.monotonic() < deadline, f"missing {lines} in the run log:\n{text}"
+        time.sleep(0.5)
