@@ -25,12 +25,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prefect.client.schemas.objects import StateType
+from prefect.concurrency.sync import concurrency
 from sqlalchemy import select
 
+from acmeflow.core.limits import ca_slots_name
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate, LogEntry
 from bench.bulk_renew import enroll_certificates, two_names
-from bench.pool import Worker, make_due, trigger
+from bench.pool import WORKER_START_SECONDS, Worker, make_due, trigger
 from tests.fixtures_acmeflow import Home
 from tests.fixtures_pool import POOL, leftovers, process_tree
 from tests.serve_process import run_log_with, wait_for_runs
@@ -62,11 +64,17 @@ def test_two_overlapping_renew_runs_on_two_workers_renew_each_certificate_once(
     pg_home: Home, workers: list[Worker]
 ) -> None:
     assert os.environ["ACMEFLOW_DATABASE_URL"].startswith("postgresql")
+    pg_home.ok("ca", "edit", "sandbox", "--max-in-flight", str(COUNT))  # one batch: all slots
     ids, before = seed_due(pg_home, "pool")
-    run_ids = {  # the schedule's run and an ad-hoc one
-        "scheduled": trigger("renew/renew-sandbox"),
-        "ad-hoc": trigger("renew/ad-hoc", ca="sandbox"),
-    }
+    # the runs overlap for sure: both plan every certificate, then wait for the CA's slots
+    # this test holds; released, one run takes them all and renews, the other comes after
+    with concurrency(ca_slots_name("sandbox"), occupy=COUNT, strict=True):
+        run_ids = {  # the schedule's run and an ad-hoc one
+            "scheduled": trigger("renew/renew-sandbox"),
+            "ad-hoc": trigger("renew/ad-hoc", ca="sandbox"),
+        }
+        for run_id in run_ids.values():
+            run_log_with(run_id, f"renewal plan: {COUNT} due", seconds=WORKER_START_SECONDS)
     finished = wait_for_runs(run_ids)
     states = {name: run.state.type for name, run in finished.items()}
     logs = "\n".join(w.log.read_text()[-3000:] for w in workers)
