@@ -887,13 +887,14 @@ def release_leases(batch: Batch, ctx: Context) -> None:
 # --- results ---------------------------------------------------------------------------------
 
 
-def not_started(job: RenewalJob, why: str) -> RenewalOutcome:
-    """A renewal this run did not start (nothing was done; the next run takes it)."""
+def job_outcome(job: RenewalJob, why: str, status: str = "skipped") -> RenewalOutcome:
+    """A renewal that did not go through this run's steps: ``status`` and why (skipped: a
+    run did not start it, another run holds it, or it is no longer due)."""
     return RenewalOutcome(
         certificate_id=job.certificate_id,
         names=job.names,
         ca=job.ca,
-        status="skipped",
+        status=status,
         message=why,
         old_serial=job.serial,
     )
@@ -904,14 +905,7 @@ def renewal_outcome(item: OrderItem) -> RenewalOutcome:
     job = item.renewal
     assert job is not None
     if item.skipped is not None:
-        return RenewalOutcome(
-            certificate_id=job.certificate_id,
-            names=job.names,
-            ca=job.ca,
-            status="skipped",
-            message=item.skipped,
-            old_serial=job.serial,
-        )
+        return job_outcome(job, item.skipped)
     if item.saved is not None:
         return RenewalOutcome(
             certificate_id=job.certificate_id,

@@ -13,7 +13,7 @@ from prefect.states import State
 
 from acmeflow.core.errors import LimitSlotsBusy
 from acmeflow.core.pipeline import (
-    not_started,
+    job_outcome,
     renewal_batches,
     renewal_outcome,
     spread_batches,
@@ -102,7 +102,7 @@ def _renew_batch(jobs: list[RenewalJob], at: dt.datetime) -> list[RenewalOutcome
     except LimitSlotsBusy as busy:  # the pool's slots stayed taken: the next run renews them
         why = f"not started: {busy.message} {busy.detail}"
         progress(f"{len(jobs)} renewal(s) {why}", problem=True)
-        return [not_started(job, why) for job in jobs]
+        return [job_outcome(job, why) for job in jobs]
 
 
 def _renew(

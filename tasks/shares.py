@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled
 
+from acmeflow.core.pipeline import job_outcome
 from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome, outcomes_of_run
 from acmeflow.tasks.common import order_timeouts, progress, settings
 
@@ -144,22 +145,11 @@ def _outcomes(share: Share, kind: StateType) -> list[RenewalOutcome]:
     missing = [job for job in share.jobs if job.certificate_id not in done]
     if kind == StateType.COMPLETED:
         why = f"no longer due when share run {share.flow_run_id} ran"
-        return found + [_not_renewed(job, why, "skipped") for job in missing]
+        return found + [job_outcome(job, why) for job in missing]
     why = f"share run {share.flow_run_id} ended {kind.value} before renewing it"
-    return found + [_not_renewed(job, why) for job in missing]
+    return found + [job_outcome(job, why, "failed") for job in missing]
 
 
 def _late(share: Share) -> list[RenewalOutcome]:
     why = f"share run {share.flow_run_id} did not end within its deadline"
-    return [_not_renewed(job, why) for job in share.jobs]
-
-
-def _not_renewed(job: RenewalJob, why: str, status: str = "failed") -> RenewalOutcome:
-    return RenewalOutcome(
-        certificate_id=job.certificate_id,
-        names=job.names,
-        ca=job.ca,
-        status=status,
-        message=why,
-        old_serial=job.serial,
-    )
+    return [job_outcome(job, why, "failed") for job in share.jobs]
