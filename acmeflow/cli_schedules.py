@@ -145,14 +145,6 @@ def list_(as_json: JsonOpt = False) -> None:
         console.print(f"[dim]skipped[/] {s.name}: {s.reason}", soft_wrap=True)
 
 
-_LIMIT_STATUS = {
-    "create": "missing (sync creates)",
-    "update": "differs (sync updates)",
-    "delete": "stale (sync deletes)",
-    "unchanged": "in sync",
-}
-
-
 async def _limit_plan() -> list[Any]:
     from prefect.client.orchestration import get_client
 
@@ -182,7 +174,7 @@ def limits_(as_json: JsonOpt = False) -> None:
                 state.wanted.describe() if state.wanted else "",
                 "" if state.limit is None else state.limit,
                 "" if state.slots_in_use is None else state.slots_in_use,
-                _LIMIT_STATUS[state.action],
+                _STATUS[state.action],
                 state.wanted.about if state.wanted else "",
             ]
             for state in states
