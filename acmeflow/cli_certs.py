@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
+from acmeflow.core.db_store import is_database_folder
 from acmeflow.core.scan import OTHER_CA
 from acmeflow.core.state import cas, certificates, inventory, provider_index
 from acmeflow.core.state.models import Certificate
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
 
@@ -24,6 +25,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _files(c: Certificate) -> dict[str, str]:
+    """The certificate's files (none for one held in the database: export writes them)."""
+    if is_database_folder(c.folder):
+        return {}
     folder = Path(c.folder)
     if c.path and Path(c.path) != folder / "cert.pem":  # a certificate file placed by hand
         return {"cert": c.path}
@@ -90,6 +94,8 @@ def print_cert(shown: dict[str, Any]) -> None:
     )
     for key, path in shown["files"].items():
         console.print(f"  [bold]{key}[/]: {path}", soft_wrap=True)
+    if not shown["files"]:
+        console.print("  [bold]files[/]: held in the database store (acmeflow certs export ID DIR)")
 
 
 def _listing_maps(s: Session) -> tuple[dict[int, str], dict[int, str]]:
@@ -183,7 +189,7 @@ def certs_export(
     with database() as s:
         cert = certificates.get_certificate(s, cert_id)
         files, folder, store = _files(cert), Path(cert.folder), cert.store
-    if "privkey" not in files:
+    if files and "privkey" not in files:
         raise errors.ConfigError(
             detail=f"certificate {cert_id} is a file placed by hand ({files['cert']}): "
             "only certificates acmeflow stored can be exported"
@@ -221,10 +227,14 @@ def certs_verify(
     else:
         raise errors.ConfigError(detail="give --root FILE or --sandbox")
     with database() as s:
-        files = _files(certificates.get_certificate(s, cert_id))
-    stores_from_settings(get_settings())  # recovers a store write a crash interrupted
+        cert = certificates.get_certificate(s, cert_id)
+        files, folder, store = _files(cert), cert.folder, cert.store
+    held = stores_from_settings(get_settings())[store]  # recovers an interrupted write
     try:
-        if "chain" in files:
+        if not files:
+            live = held.read_set(folder)
+            leaf_pem, chain_pem = live.cert, live.chain
+        elif "chain" in files:
             leaf_pem = Path(files["cert"]).read_bytes()
             chain_pem = Path(files["chain"]).read_bytes()
         else:  # a file placed by hand: its own chain, if it carries one

@@ -13,7 +13,7 @@ from acmeflow.core import errors
 from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_pem
 from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import cas, certificates
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 
 from . import cli_deploy
 from .cli_certs import cert_dict, print_cert

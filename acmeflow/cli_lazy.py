@@ -70,6 +70,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "Remove stale DNS-01 challenge values left by crashed runs (runs the Prefect flow "
         "`sweep`).",
     ),
+    "stores": LazyCommand(
+        "acmeflow.cli_stores:app",
+        "The two stores' backends (directory, database): where certificates are, migrate.",
+    ),
     "ca": LazyCommand("acmeflow.cli_ca:app", "CA vendors: add, edit, list, show, remove."),
     "dns": LazyCommand("acmeflow.cli_dns:app", "DNS providers and domain mapping."),
     "targets": LazyCommand(

@@ -62,7 +62,7 @@ def scan_like_the_flow() -> dict[str, Any]:
     from acmeflow.core.scan import scan_store
     from acmeflow.core.state import inventory
     from acmeflow.core.state.db import open_database, session_scope
-    from acmeflow.core.stores import stores_from_settings
+    from acmeflow.core.storage import stores_from_settings
 
     engine = open_database()
     summaries = {}
@@ -70,7 +70,8 @@ def scan_like_the_flow() -> dict[str, Any]:
         with session_scope(engine) as s:
             known = inventory.known_files(s, kind)
             sealed = inventory.scan_passwords(s) or [f"env:{_PASSWORD_ENV}"]
-        scanned = scan_store(store, passwords=inventory.unseal_passwords(sealed), known=known)
+        passwords = inventory.unseal_passwords(sealed)
+        scanned = scan_store(store.directory, passwords=passwords, known=known)
         with session_scope(engine) as s:
             recorded = inventory.record_scan(s, [scanned], with_report=False)
             summaries[kind] = recorded.stores[kind]
@@ -97,7 +98,7 @@ def run(count: int, *, flow: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="acmeflow-bench-scan-") as tmp:
         home = Path(tmp) / "home"
         _use_home(home)
-        from acmeflow.core.stores import stores_from_settings
+        from acmeflow.core.storage import stores_from_settings
 
         roots = [store.root for store in stores_from_settings().values()]
         start = time.perf_counter()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+StoreBackend = Literal["directory", "database"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +30,17 @@ class Settings(BaseSettings):
     )
     certificate_store: Path | None = None
     zero_touch_store: Path | None = None
+    store_backend: StoreBackend = Field(
+        default="directory",
+        description="where new certificates of both stores go: directory (one machine) or "
+        "database (shared by every worker of a pool)",
+    )
+    certificate_store_backend: StoreBackend | None = Field(
+        default=None, description="the certificate store's backend; default: store_backend"
+    )
+    zero_touch_store_backend: StoreBackend | None = Field(
+        default=None, description="the zero-touch store's backend; default: store_backend"
+    )
     max_workers: int = Field(default=16, ge=1, le=256)
     per_ca_concurrency: int = Field(default=8, ge=1)
     per_dns_provider_concurrency: int = Field(default=8, ge=1)
@@ -96,6 +109,16 @@ class Settings(BaseSettings):
         if store == "zero-touch":
             return self.zero_touch_store or self.home / "stores" / "zero-touch"
         raise ValueError(f"unknown store {store!r} (certificate or zero-touch)")
+
+    def store_backend_of(self, store: str) -> StoreBackend:
+        """Where new certificates of the ``certificate`` or ``zero-touch`` store go."""
+        own = {
+            "certificate": self.certificate_store_backend,
+            "zero-touch": self.zero_touch_store_backend,
+        }
+        if store not in own:
+            raise ValueError(f"unknown store {store!r} (certificate or zero-touch)")
+        return own[store] or self.store_backend
 
 
 @lru_cache(maxsize=1)

@@ -328,6 +328,13 @@ class DiskWriteFailed(AcmeflowError):
     message = "Could not write to disk. Please check the free space and permissions."
 
 
+class MigrationMismatch(AcmeflowError):
+    """A certificate set read back from the backend it was migrated to differs from its
+    source (the move is rolled back)."""
+
+    message = "The migrated certificate does not match its source; it was not moved."
+
+
 class RunInterrupted(AcmeflowError):
     """The run stopped (an error elsewhere, a cancellation) before this order finished."""
 

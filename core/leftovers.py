@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from acmeflow.core.state import history, leases, orders_in_flight
-from acmeflow.core.stores import CertificateStore
+from acmeflow.core.storage import Store
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def close_crashed_run(s: Session, flow_run_id: str, *, state: str) -> Leftovers:
 
 def clean_leftovers(
     s: Session,
-    stores: Iterable[CertificateStore],
+    stores: Iterable[Store],
     *,
     older_than: dt.timedelta,
     now: dt.datetime,

@@ -23,7 +23,8 @@ from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import cas, certificates, history, inventory, provider_index
 from acmeflow.core.state.models import CAVendor, Certificate
 from acmeflow.core.state.provider_index import ProviderIndex
-from acmeflow.core.stores import STORE_KINDS, stores_from_settings
+from acmeflow.core.storage import stores_from_settings
+from acmeflow.core.stores import STORE_KINDS
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,11 @@ def save_issued(
     """Write ``new`` into its store, record it (row, CA issuer names, history, and what
     ``before_commit(certificate_id)`` adds to ``s``) and commit ``s``.
 
-    The files switch first (no database write lock is held while they are fsynced), then the
-    rows are written and committed; when the commit fails (a full disk, a lost database) the
-    files switch back, so files and rows always agree. A renewal keeps the previous version.
+    In the directory backend the files switch first (no database write lock is held while
+    they are fsynced), then the rows are written and committed; when the commit fails (a full
+    disk, a lost database) the files switch back, so files and rows always agree. In the
+    database backend the new version and the rows are one transaction. A renewal keeps the
+    previous version.
     """
     target = stores_from_settings(get_settings())[new.store]
     info = parse_certificate_pem(new.issued.cert_pem)
@@ -96,6 +99,7 @@ def save_issued(
     try:
         with target.replacing(
             folder,
+            session=s,
             cert_pem=new.issued.cert_pem.encode(),
             chain_pem=new.issued.chain_pem.encode(),
             fullchain_pem=new.issued.fullchain_pem.encode(),
@@ -108,7 +112,7 @@ def save_issued(
                 "issued_at": dt.datetime.now(dt.UTC).isoformat(),
             },
         ) as stored:
-            cert_id = _record_issued(s, new, vendor, existing, info, stored.folder)
+            cert_id = _record_issued(s, new, vendor, existing, info, stored)
             if before_commit is not None:
                 before_commit(cert_id)
             s.commit()
@@ -119,7 +123,7 @@ def save_issued(
         raise errors.DiskWriteFailed(
             detail=f"the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
         ) from exc
-    return SavedCertificate(certificate_id=cert_id, folder=stored.folder, info=info)
+    return SavedCertificate(certificate_id=cert_id, folder=stored, info=info)
 
 
 def _record_issued(

@@ -63,7 +63,7 @@ from acmeflow.core.renewal_plan import RenewalJob, RenewalOutcome
 from acmeflow.core.state import history, leases, orders_in_flight, provider_index, renewals
 from acmeflow.core.state.models import Certificate
 from acmeflow.core.state.orders_in_flight import OrderInFlight
-from acmeflow.core.stores import CertificateStore
+from acmeflow.core.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Context:
     lookup: DNSLookup
     timeouts: Timeouts
     journal: ChallengeJournal
-    stores: dict[str, CertificateStore]
+    stores: dict[str, Store]
     progress: Progress = no_progress
     flow_run_id: str | None = None
     _providers: dict[str, DNSProvider] = field(default_factory=dict)
@@ -508,7 +508,7 @@ def _key_message(item: OrderItem) -> str:
     return f"generated a new {item.key_type} key"
 
 
-def _in_flight(item: OrderItem, store: CertificateStore) -> orders_in_flight.OrderInFlight:
+def _in_flight(item: OrderItem, store: Store) -> orders_in_flight.OrderInFlight:
     assert item.order is not None
     return orders_in_flight.OrderInFlight(
         ref=item.ref,
@@ -562,7 +562,7 @@ def store_certificates(batch: Batch, ctx: Context) -> None:
         if item.renewal is not None:
             loose = place_folder(item.renewal, target)[1]
             if loose is not None:
-                adopt_loose_file(item.saved.folder, loose, item.renewal.serial)
+                adopt_loose_file(target, item.saved.folder, loose, item.renewal.serial)
 
     done = _each_item(batch, "store_certificates", ctx, store, STORE_WORKERS)
     if len(batch.items) == 1:
@@ -576,7 +576,7 @@ def store_certificates(batch: Batch, ctx: Context) -> None:
         ctx.progress(f"stored: {len(done)} of {len(batch.items)}")
 
 
-def _issued_set_fields(item: OrderItem, store: CertificateStore) -> dict[str, Any]:
+def _issued_set_fields(item: OrderItem, store: Store) -> dict[str, Any]:
     """What :func:`save_issued` needs besides the certificate and the key (JSON-ready: it is
     journaled with the order)."""
     renewal = item.renewal

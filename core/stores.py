@@ -1,4 +1,4 @@
-"""The certificate store and the zero-touch store: one folder per certificate on disk.
+"""The ``directory`` backend of the two stores: one folder per certificate on disk.
 
 Layout of a store root::
 
@@ -27,7 +27,8 @@ before the next step depends on them):
 Whoever opens the files through the user-facing names sees the old set before step 3 and
 the new set after it, never a mix, also while a write runs. What a crash leaves (a temporary
 or never-switched version, a temporary link) is removed by :meth:`CertificateStore.recover`,
-which :func:`stores_from_settings` runs once per process before anything reads the store.
+which :func:`core.storage.stores_from_settings` runs once per process before anything reads
+the store.
 A folder of regular files (the layout before versioned folders) is read as it is; its next
 write first moves it into a version (``current`` switched to a copy of the same set, then
 each file replaced by its link: the same content at every step).
@@ -51,7 +52,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from acmeflow.config.settings import Settings, get_settings
 from acmeflow.core.errors import ConfigError, DiskWriteFailed, InvalidKey, NotFound
 from acmeflow.core.files import atomic_write, fsync_dir, mkdir_private, write_new
 from acmeflow.core.names import canonical_name
@@ -73,6 +73,9 @@ ARCHIVE_DIR = "archive"
 CURRENT_LINK = "current"
 LOCK_FILE = ".lock"
 
+#: The start of a certificate's locator in the database backend (``core.db_store``).
+DATABASE_PREFIX = "database:"
+
 CERTIFICATE_EXTENSIONS = (".pem", ".crt", ".cer", ".der", ".p12", ".pfx")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
@@ -89,6 +92,81 @@ def canonical_names(names: Iterable[str]) -> list[str]:
 def names_digest(names: Iterable[str]) -> str:
     """SHA-256 hex of the canonical name set (equal for equal sets, in any order/case)."""
     return hashlib.sha256("\n".join(canonical_names(names)).encode("utf-8")).hexdigest()
+
+
+def check_request_id(request_id: str) -> str:
+    """``request_id`` when it is a valid name for a staged key (else :class:`ConfigError`)."""
+    if not _REQUEST_ID.match(request_id or ""):
+        raise ConfigError(detail=f"invalid request id {request_id!r}")
+    return request_id
+
+
+def folder_name(names: list[str]) -> str:
+    """The name of a certificate's folder in any backend: ``<slug of the first name>-<8 hex
+    of the name-set hash>``. The hash ignores order and case; the slug follows the first name
+    as given, so pass the common name first (renewals reuse the recorded folder)."""
+    if not names or not any(n.strip() for n in names):
+        raise ConfigError(detail="a certificate needs at least one name")
+    first = canonical_name(next(n for n in names if n.strip()))
+    slug = _SLUG_UNSAFE.sub("_", first.replace("*", "_wildcard_")).strip(".") or "cert"
+    return f"{slug[:80]}-{names_digest(names)[:8]}"
+
+
+# --- a certificate set, whatever holds it ------------------------------------------------------
+
+
+def as_bytes(data: bytes | str) -> bytes:
+    """PEM text as bytes."""
+    return data.encode() if isinstance(data, str) else data
+
+
+@dataclass(frozen=True)
+class CertificateSet:
+    """One version of a certificate's files, as bytes (what every backend stores)."""
+
+    cert: bytes
+    chain: bytes
+    fullchain: bytes
+    key: bytes
+    metadata: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the certificate (DER) and of the key: equal sets, equal fingerprints."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        der = x509.load_pem_x509_certificate(self.cert).public_bytes(Encoding.DER)
+        return f"{hashlib.sha256(der).hexdigest()}:{hashlib.sha256(self.key).hexdigest()[:16]}"
+
+    def check(self) -> None:
+        """Raise :class:`InvalidKey` unless the key belongs to the certificate."""
+        _check_key_matches(self.cert, self.key)
+
+
+def export_set(live: CertificateSet, target: Path, *, overwrite: bool = False) -> list[Path]:
+    """Write ``live`` to the folder ``target``: cert, chain and fullchain (0644) and the
+    private key (0600). Files already in ``target`` are refused unless ``overwrite``;
+    ``target`` is created 0700 when missing."""
+    contents = {
+        CERT_FILE: live.cert,
+        CHAIN_FILE: live.chain,
+        FULLCHAIN_FILE: live.fullchain,
+        KEY_FILE: live.key,
+    }
+    existing = [name for name in contents if (target / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            detail=f"{target / existing[0]} exists: give --force to replace the files"
+        )
+    live.check()
+    try:
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, data in contents.items():
+            atomic_write(target / name, data, mode=0o600 if name == KEY_FILE else 0o644)
+    except OSError as exc:
+        raise DiskWriteFailed(detail=f"{target}: {exc.strerror}") from None
+    return [target / name for name in contents]
 
 
 # --- atomic file primitives --------------------------------------------------------------------
@@ -111,7 +189,8 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _serial_of(cert_pem: bytes) -> str | None:
+def serial_of(cert_pem: bytes) -> str | None:
+    """The certificate's serial in hex (None: not a PEM certificate)."""
     from cryptography import x509  # local: only needed when a certificate is replaced
 
     try:
@@ -200,14 +279,13 @@ class CertificateStore:
     # -- folders
 
     def folder_for(self, names: list[str]) -> Path:
-        """The folder of the certificate for ``names``: ``<slug of the first name>-<8 hex of
-        the name-set hash>``. The hash ignores order and case; the slug follows the first name
-        as given, so pass the common name first (renewals reuse the recorded folder)."""
-        if not names or not any(n.strip() for n in names):
-            raise ConfigError(detail="a certificate needs at least one name")
-        first = canonical_name(next(n for n in names if n.strip()))
-        slug = _SLUG_UNSAFE.sub("_", first.replace("*", "_wildcard_")).strip(".") or "cert"
-        return self.root / f"{slug[:80]}-{names_digest(names)[:8]}"
+        """The folder of the certificate for ``names`` (see :func:`folder_name`)."""
+        return self.root / folder_name(names)
+
+    def holds(self, folder: Path) -> bool:
+        """Whether ``folder`` is one of this store's certificate folders (not a loose file)."""
+        folder = Path(folder)
+        return folder.is_dir() and folder.parent.resolve() == self.root.resolve()
 
     def _own(self, folder: Path) -> Path:
         folder = Path(folder)
@@ -310,7 +388,7 @@ class CertificateStore:
     ) -> _Put:
         """Stage the new version and switch ``current`` to it (the old version stays)."""
         self._recover_folder(folder)
-        cert_b = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
+        cert_b = as_bytes(cert_pem)
         live = StoredCertificate.at(folder)
         if key_pem is None:
             try:
@@ -320,16 +398,13 @@ class CertificateStore:
                     detail=f"no private key to reuse in {str(folder)!r}; give the key"
                 ) from None
         else:
-            key_b = key_pem.encode() if isinstance(key_pem, str) else key_pem
+            key_b = as_bytes(key_pem)
         _check_key_matches(cert_b, key_b)
 
         contents: dict[str, tuple[bytes, int]] = {
             CERT_FILE: (cert_b, 0o644),
-            CHAIN_FILE: (chain_pem.encode() if isinstance(chain_pem, str) else chain_pem, 0o644),
-            FULLCHAIN_FILE: (
-                fullchain_pem.encode() if isinstance(fullchain_pem, str) else fullchain_pem,
-                0o644,
-            ),
+            CHAIN_FILE: (as_bytes(chain_pem), 0o644),
+            FULLCHAIN_FILE: (as_bytes(fullchain_pem), 0o644),
             KEY_FILE: (key_b, 0o600),
             METADATA_FILE: (
                 (json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n").encode(),
@@ -422,33 +497,25 @@ class CertificateStore:
             raise NotFound(detail=f"no certificate in {str(folder)!r}")
         return live
 
-    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
-        """Write the live set of ``folder`` to the folder ``target``: cert, chain and
-        fullchain (0644) and the private key (0600), as one version (read under the folder's
-        lock, so a renewal switching it cannot mix two). Files already in ``target`` are
-        refused unless ``overwrite``; ``target`` is created 0700 when missing."""
+    def read_set(self, folder: Path) -> CertificateSet:
+        """The live set of ``folder`` as one version (read under the folder's lock, so a
+        renewal switching it cannot mix two)."""
         live = self.read(folder)
-        sources = {
-            CERT_FILE: live.cert,
-            CHAIN_FILE: live.chain,
-            FULLCHAIN_FILE: live.fullchain,
-            KEY_FILE: live.privkey,
-        }
-        existing = [name for name in sources if (target / name).exists()]
-        if existing and not overwrite:
-            raise ConfigError(
-                detail=f"{target / existing[0]} exists: give --force to replace the files"
-            )
         with _locked(live.folder):
-            contents = {name: path.read_bytes() for name, path in sources.items()}
-        _check_key_matches(contents[CERT_FILE], contents[KEY_FILE])
-        try:
-            target.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for name, data in contents.items():
-                atomic_write(target / name, data, mode=0o600 if name == KEY_FILE else 0o644)
-        except OSError as exc:
-            raise DiskWriteFailed(detail=f"{target}: {exc.strerror}") from None
-        return [target / name for name in contents]
+            return set_in_folder(live.folder)
+
+    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
+        """Write the live set of ``folder`` to the folder ``target`` (see :func:`export_set`)."""
+        return export_set(self.read_set(folder), target, overwrite=overwrite)
+
+    def versions(self, folder: Path) -> list[CertificateSet]:
+        """Every complete version of ``folder``, oldest first, the live one last (a previous
+        version without its key, such as an adopted loose file, is left out)."""
+        sets = []
+        for previous in self.previous_versions(folder):
+            with contextlib.suppress(OSError, ValueError):
+                sets.append(set_in_folder(previous))
+        return [*sets, self.read_set(folder)]
 
     def previous_versions(self, folder: Path) -> list[Path]:
         """Folders of earlier versions, oldest first."""
@@ -506,7 +573,7 @@ class CertificateStore:
         prev = folder / PREVIOUS_DIR
         mkdir_private(prev, self.dir_mode)
         try:
-            serial = _serial_of((folder / CERT_FILE).read_bytes())
+            serial = serial_of((folder / CERT_FILE).read_bytes())
         except OSError:
             serial = None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -577,9 +644,13 @@ class CertificateStore:
 
     def staging_key_path(self, request_id: str) -> Path:
         """Where the key of order ``request_id`` waits."""
-        if not _REQUEST_ID.match(request_id or ""):
-            raise ConfigError(detail=f"invalid request id {request_id!r}")
-        return self.staging_dir / f"{request_id}.key"
+        return self.staging_dir / f"{check_request_id(request_id)}.key"
+
+    def staged_requests(self) -> list[str]:
+        """The request ids whose keys are parked here."""
+        if not self.staging_dir.is_dir():
+            return []
+        return sorted(path.stem for path in self.staging_dir.glob("*.key"))
 
     def write_staging_key(self, request_id: str, key_pem: bytes | str) -> Path:
         """Park a generated key (0600 in a 0700 folder) while its order is in flight."""
@@ -626,6 +697,22 @@ class CertificateStore:
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
         return sorted(removed)
+
+
+def set_in_folder(folder: Path) -> CertificateSet:
+    """The set of files in ``folder`` (a live folder or a previous version), read as they
+    are: hold the folder's lock (or be inside :meth:`CertificateStore.replacing`)."""
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        metadata = {}
+    return CertificateSet(
+        cert=(folder / CERT_FILE).read_bytes(),
+        chain=(folder / CHAIN_FILE).read_bytes(),
+        fullchain=(folder / FULLCHAIN_FILE).read_bytes(),
+        key=(folder / KEY_FILE).read_bytes(),
+        metadata=metadata,
+    )
 
 
 def _current_version(folder: Path) -> str | None:
@@ -688,15 +775,3 @@ def recover_once(store: CertificateStore) -> None:
             return
         store.recover()
         _RECOVERED.add(root)
-
-
-def stores_from_settings(settings: Settings | None = None) -> dict[str, CertificateStore]:
-    """Both stores, at the paths of the settings, with interrupted writes recovered (once
-    per process): every flow, task and command that reads a store opens it here."""
-    settings = settings or get_settings()
-    stores: dict[str, CertificateStore] = {
-        kind: CertificateStore(settings.store_path(kind), kind) for kind in STORE_KINDS
-    }
-    for store in stores.values():
-        recover_once(store)
-    return stores

@@ -12,7 +12,7 @@ from acmeflow.core import errors
 from acmeflow.core.names import normalize_names
 from acmeflow.core.orders import check_names_ca_and_dns, log_failure
 from acmeflow.core.state import certificates, history
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}

@@ -23,7 +23,7 @@ from acmeflow.core import errors
 from acmeflow.core.errors import mask_secrets
 from acmeflow.core.state import certificates, history, targets
 from acmeflow.core.state.models import Certificate, LogEntry
-from acmeflow.core.stores import CERT_FILE, FULLCHAIN_FILE, KEY_FILE, stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.providers.deploy import CertificateBundle, DeployTarget, build_target
 from acmeflow.tasks.common import current_flow_run_id, db, progress, settings
 
@@ -316,26 +316,26 @@ def _build(name: str) -> tuple[DeployTarget, list[str]]:
 
 
 def load_bundle(certificate_id: int) -> CertificateBundle:
-    """The certificate's live files as a bundle, read from its store folder (key included)."""
+    """The certificate's live set as a bundle (key included), from whichever backend of its
+    store holds it."""
     with db() as s:
         cert = certificates.get_certificate(s, certificate_id)
         store, folder = cert.store, Path(cert.folder)
-    path = folder.parent if folder.name == CERT_FILE else folder
-    if not path.is_dir():
+    holder = stores_from_settings(settings())[store]
+    if not holder.holds(folder):
         raise errors.DeployError(
             f"certificate {certificate_id}: {folder} is a loose file, not an acmeflow folder; "
             "it can be deployed once acmeflow has renewed it"
         )
-    live = stores_from_settings(settings())[store].read(path)
     try:
-        fullchain = (path / FULLCHAIN_FILE).read_bytes()
-        key = (path / KEY_FILE).read_bytes()
+        live = holder.read_set(folder)
     except FileNotFoundError as exc:
         raise errors.DeployError(
-            f"certificate {certificate_id}: {Path(str(exc.filename)).name} is missing from "
-            f"{live.folder}"
+            f"certificate {certificate_id}: {Path(str(exc.filename)).name} is missing from {folder}"
         ) from None
-    return CertificateBundle.from_fullchain(path.name, fullchain, key)
+    except errors.NotFound as exc:
+        raise errors.DeployError(f"certificate {certificate_id}: {exc.detail}") from None
+    return CertificateBundle.from_fullchain(folder.name, live.fullchain, live.key)
 
 
 @task(  # type: ignore[call-overload]

@@ -23,7 +23,7 @@ from acmeflow.core.dnsprovider import DNSProvider
 from acmeflow.core.pipeline import Batch, OrderItem
 from acmeflow.core.renewal_plan import RenewalJob, parse_now
 from acmeflow.core.state import leases
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.providers.configured import ConfiguredProviders
 from acmeflow.tasks.common import (
     challenge_journal,

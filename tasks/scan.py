@@ -13,7 +13,7 @@ from acmeflow.core.errors import SecretError
 from acmeflow.core.scan import ScanProblem, scan_store
 from acmeflow.core.secrets import ENCRYPTED_PREFIX, is_ref
 from acmeflow.core.state import inventory
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.tasks.common import db, progress, settings
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -55,7 +55,7 @@ def scan_store_task(store: str, p12_passwords: list[str] | None = None) -> Store
         known = inventory.known_files(s, store)
         sealed = inventory.scan_passwords(s) if p12_passwords is None else list(p12_passwords)
     passwords = inventory.unseal_passwords(sealed)
-    scanned = scan_store(target, passwords=passwords, known=known)
+    scanned = scan_store(target.directory, passwords=passwords, known=known)
     with db() as s:
         report = inventory.record_scan(s, [scanned], with_report=False)
     summary = report.stores[store]

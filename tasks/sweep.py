@@ -30,7 +30,7 @@ from acmeflow.core.names import CHALLENGE_LABEL
 from acmeflow.core.state import dns_providers
 from acmeflow.core.state.challenge_journal import JournalEntry, delete_entries, stale_entries
 from acmeflow.core.state.models import ChallengeJournalEntry, utcnow
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.providers.configured import ConfiguredProviders
 from acmeflow.tasks.common import db, progress, settings
 

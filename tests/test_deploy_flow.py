@@ -18,7 +18,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core.certinfo import parse_certificate
 from acmeflow.core.state import certificates, history, targets
 from acmeflow.core.state.db import open_database, session_scope
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.flows.deploy import deploy, deploy_after_store, deploy_pending, summary_of
 from tests.fakes import Issued
 from tests.fakes.nitro import FakeNitroServer
@@ -218,7 +218,7 @@ def test_target_down_retries_fails_alone_and_next_run_deploys(acme_home, tmp_pat
     assert binding_state("web", cert_id) == (new.serial, None)
     with session() as s:
         folder = Path(certificates.get_certificate(s, cert_id).folder)
-    assert folder_files.read(folder).cert.read_bytes() == new.cert_pem
+    assert folder_files.read_set(folder).cert == new.cert_pem
     # the ADC keeps serving the old certificate; the history and the binding say why
     assert adc_serial(adc) == old.serial
     last_serial, last_error = binding_state("adc", cert_id)

@@ -31,7 +31,7 @@ from acmeflow.core.pipeline import Batch, OrderItem, Step
 from acmeflow.core.state import history
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import ChallengeJournalEntry, LogEntry
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.sandbox import SandboxInfo
 from acmeflow.tasks import pipeline as pipeline_tasks
 from tests.fixtures_acmeflow import Home
@@ -82,8 +82,7 @@ def no_debris(journaled_by: frozenset[str] = frozenset()) -> None:
     """No staged key in any store, no `running` history entry, and no journaled TXT value but
     those of the providers ``journaled_by`` (one that refuses cleanups too: `sweep` retries)."""
     for store in stores_from_settings(get_settings()).values():
-        staged = list(store.staging_dir.glob("*.key")) if store.staging_dir.is_dir() else []
-        assert staged == [], staged
+        assert store.staged_requests() == []
     with session_scope(engine()) as s:
         providers = {row.provider for row in s.query(ChallengeJournalEntry)}
         assert providers <= journaled_by, providers

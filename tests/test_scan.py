@@ -25,7 +25,8 @@ from acmeflow.core.scan import classify, scan_store
 from acmeflow.core.state import cas, certificates, inventory
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate
-from acmeflow.core.stores import CertificateStore, stores_from_settings
+from acmeflow.core.storage import stores_from_settings
+from acmeflow.core.stores import CertificateStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PEM = serialization.Encoding.PEM
@@ -182,7 +183,7 @@ def run_scan(engine: Engine, passwords: tuple[bytes, ...] = ()) -> inventory.Inv
     for kind, store in stores_from_settings().items():
         with session_scope(engine) as s:
             known = inventory.known_files(s, kind)
-        scans.append(scan_store(store, passwords=list(passwords), known=known))
+        scans.append(scan_store(store.directory, passwords=list(passwords), known=known))
     with session_scope(engine) as s:
         return inventory.record_scan(s, scans)
 

@@ -16,13 +16,13 @@ from cryptography.x509.oid import NameOID
 
 from acmeflow.config.settings import Settings
 from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
+from acmeflow.core.storage import stores_from_settings
 from acmeflow.core.stores import (
     ARCHIVE_DIR,
     CURRENT_LINK,
     CertificateStore,
     StoredCertificate,
     names_digest,
-    stores_from_settings,
 )
 
 

@@ -241,9 +241,9 @@ def test_sweep_removes_staged_keys_closes_interrupted_history_and_releases_expir
     its lease. Young ones (a run still going) are left alone."""
     from acmeflow.core.state import history, leases
     from acmeflow.core.state.models import LogEntry
-    from acmeflow.core.stores import stores_from_settings
+    from acmeflow.core.storage import stores_from_settings
 
-    store = stores_from_settings()["certificate"]
+    store = stores_from_settings()["certificate"].directory
     old_key = store.write_staging_key("killed-run", b"-----BEGIN PRIVATE KEY-----\n")
     young_key = store.write_staging_key("running-run", b"-----BEGIN PRIVATE KEY-----\n")
     three_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)

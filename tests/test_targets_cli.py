@@ -14,7 +14,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core.certinfo import parse_certificate
 from acmeflow.core.state import certificates, targets
 from acmeflow.core.state.db import open_database, session_scope
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 from tests.fakes import TestPKI
 from tests.support import run_cli as cli
 

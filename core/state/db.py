@@ -33,7 +33,7 @@ _PG_MIGRATION_LOCK = 0x61636D65666C6F77
 
 #: The newest migration in ``migrations/versions``: a database already there is opened without
 #: loading Alembic (a CLI command starts faster). tests/test_state.py checks it is Alembic's head.
-SCHEMA_HEAD = "0008_ca_limits"
+SCHEMA_HEAD = "0009_database_store"
 
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[Engine, sessionmaker[Session]] = {}

@@ -435,3 +435,46 @@ class OrderInFlightRow(Base):
 
     def __repr__(self) -> str:
         return f"OrderInFlightRow(ref={self.ref!r}, order_url={self.order_url!r})"
+
+
+class StoredVersion(Base):
+    """One version of a certificate set held by the ``database`` store backend (0009).
+
+    ``folder`` is the certificate's locator (``database:<store>/<name>``, the ``folder`` of its
+    certificate row); one version per folder is ``live``, earlier ones are kept as previous
+    versions. The private key is sealed with the settings' Fernet key.
+    """
+
+    __tablename__ = "stored_versions"
+    __table_args__ = (Index("ix_stored_versions_store_folder", "store", "folder", "live"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(20))
+    folder: Mapped[str] = mapped_column(String(1000))
+    version: Mapped[str] = mapped_column(String(64))
+    live: Mapped[bool] = mapped_column(default=False)
+    serial: Mapped[str | None] = mapped_column(String(100))
+    cert_sha256: Mapped[str] = mapped_column(String(64))
+    cert_pem: Mapped[str] = mapped_column(Text())
+    chain_pem: Mapped[str] = mapped_column(Text())
+    fullchain_pem: Mapped[str] = mapped_column(Text())
+    key_sealed: Mapped[str] = mapped_column(Text())
+    set_metadata: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"StoredVersion(folder={self.folder!r}, version={self.version!r})"
+
+
+class StagedKey(Base):
+    """The sealed key of an order in flight, in the ``database`` store backend (0009)."""
+
+    __tablename__ = "staged_keys"
+
+    store: Mapped[str] = mapped_column(String(20), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_sealed: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"StagedKey(store={self.store!r}, request_id={self.request_id!r})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from acmeflow.config.settings import get_settings
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import ChallengeJournalEntry, LogEntry, OrderInFlightRow
-from acmeflow.core.stores import stores_from_settings
+from acmeflow.core.storage import stores_from_settings
 
 
 def sweep_everything() -> None:
@@ -22,10 +22,9 @@ def sweep_everything() -> None:
 
 def debris() -> list[str]:
     found = [
-        str(key)
+        f"staged key {request} in the {store.kind} store"
         for store in stores_from_settings(get_settings()).values()
-        if store.staging_dir.is_dir()
-        for key in store.staging_dir.glob("*.key")
+        for request in store.staged_requests()
     ]
     with session_scope(open_database()) as s:
         found += [f"TXT {r.fqdn} at {r.provider}" for r in s.query(ChallengeJournalEntry)]
