@@ -47,9 +47,13 @@ def create_pool(name: str) -> None:
         client.create_work_pool(WorkPoolCreate(name=name, type="process"), overwrite=True)
 
 
-def start_workers(pool: str, count: int, env: Mapping[str, str], logs: Path) -> list[Worker]:
+def start_workers(
+    pool: str, count: int, env: Mapping[str, str], logs: Path, *, homes: Path | None = None
+) -> list[Worker]:
     """``count`` workers on ``pool`` (one flow run at a time each, polling every second),
-    their logs in ``logs``; returns once every one polls."""
+    their logs in ``logs``; returns once every one polls. With ``homes``, each worker has an
+    ACMEFLOW_HOME of its own there (as on separate machines: only the state database, the
+    sealing key and the Prefect server are shared)."""
     logs.mkdir(parents=True, exist_ok=True)
     worker_env = {
         **env,
@@ -60,10 +64,14 @@ def start_workers(pool: str, count: int, env: Mapping[str, str], logs: Path) -> 
     workers = []
     for n in range(1, count + 1):
         log = logs / f"worker-{n}.log"
+        own = {"ACMEFLOW_HOME": str(homes / f"worker-{n}")} if homes is not None else {}
         with log.open("wb") as out:
             argv = [prefect, "worker", "start", "--pool", pool, "--name", f"worker-{n}"]
             process = subprocess.Popen(
-                [*argv, "--limit", "1"], env=worker_env, stdout=out, stderr=subprocess.STDOUT
+                [*argv, "--limit", "1"],
+                env={**worker_env, **own},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         workers.append(Worker(process, log))
     deadline = time.monotonic() + WORKER_START_SECONDS

@@ -18,6 +18,7 @@ from acmeflow.core.state.models import (
     Lease,
     LogEntry,
     OrderInFlightRow,
+    StagedKey,
 )
 from acmeflow.sandbox import SandboxInfo
 from bench.pool import Worker, create_pool, start_workers, stop_workers
@@ -35,11 +36,12 @@ def pg_home(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Home]:
     """A home on a sandbox without authorization reuse (every renewal meets DNS), its state
-    in a fresh PostgreSQL database."""
+    and its certificates (the database store backend) in a fresh PostgreSQL database."""
     home = home_factory(sandbox_factory(authz_reuse=0))
     url = postgres_database()
     monkeypatch.setenv("ACMEFLOW_DATABASE_URL", url)
-    home.env["ACMEFLOW_DATABASE_URL"] = url
+    monkeypatch.setenv("ACMEFLOW_STORE_BACKEND", "database")
+    home.env.update(ACMEFLOW_DATABASE_URL=url, ACMEFLOW_STORE_BACKEND="database")
     get_settings.cache_clear()
     home.configure()
     yield home
@@ -49,16 +51,17 @@ def pg_home(
 @pytest.fixture
 def workers(pg_home: Home, tmp_path: Path) -> Iterator[list[Worker]]:
     """Two ``prefect worker start`` processes on a process pool, each running one flow run
-    at a time."""
+    at a time, each with a home of its own (as on two machines: they share the PostgreSQL
+    database, which holds the certificates too, the sealing key and the Prefect server)."""
     create_pool(POOL)
     env = {
         **api_env(),
-        "ACMEFLOW_HOME": str(pg_home.path),
+        "ACMEFLOW_SECRET_KEY_FILE": str(get_settings().resolved_secret_key_file),
         # pebble 2.4 can deadlock under many concurrent new-order requests (seen with 16 at
         # once from two runs): a few per worker keep the test CA, not acmeflow, out of the way
         "ACMEFLOW_PER_CA_CONCURRENCY": "3",
     }
-    started = start_workers(POOL, 2, env, tmp_path / "workers")
+    started = start_workers(POOL, 2, env, tmp_path / "workers", homes=tmp_path / "homes")
     try:
         yield started
     finally:  # a worker a test killed is already gone
@@ -83,6 +86,7 @@ def leftovers() -> dict[str, int]:
             "leases": s.query(Lease).count(),
             "running history entries": s.query(LogEntry).filter_by(status="running").count(),
             "orders in flight": s.query(OrderInFlightRow).count(),
+            "staged keys": s.query(StagedKey).count(),
         }
 
 

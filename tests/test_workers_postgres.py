@@ -1,5 +1,6 @@
-"""A pool as teams run it: one Prefect server, one PostgreSQL state database, two process
-workers, 100 due certificates.
+"""A pool as teams run it: one Prefect server, one PostgreSQL state database that holds the
+certificates too (the database store backend), two process workers with homes of their own
+(nothing shared on disk but the sealing key), 100 due certificates.
 
 * The scheduled ``renew/renew-sandbox`` and an ad-hoc ``renew/ad-hoc`` of the same CA,
   triggered at once, one per worker: every certificate is renewed exactly once (one new
@@ -18,7 +19,6 @@ import os
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -31,6 +31,7 @@ from sqlalchemy import select
 from acmeflow.core.limits import ca_slots_name
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate, LogEntry
+from acmeflow.core.storage import stores_from_settings
 from bench.bulk_renew import enroll_certificates, two_names
 from bench.pool import WORKER_START_SECONDS, Worker, make_due, trigger
 from tests.fixtures_acmeflow import Home
@@ -142,9 +143,10 @@ def test_a_worker_killed_mid_run_the_next_run_completes_the_rest(
             history_of(cert_id),
             survivor.log.read_text()[-4000:],
         )
-        live = Path(row.folder)
-        cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
-        key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
+        live = stores_from_settings()[row.store].read_set(row.folder)
+        assert row.folder.startswith("database:")  # the shared store
+        cert = x509.load_pem_x509_certificate(live.cert)
+        key = serialization.load_pem_private_key(live.key, None)
         assert format(cert.serial_number, "x") == row.serial  # files and database agree
         assert cert.public_key().public_numbers() == key.public_key().public_numbers()
     for index in range(0, COUNT, 10):
