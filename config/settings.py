@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         description="record writes at once per DNS provider across every worker of a pool "
         "(a Prefect global concurrency limit written by schedules sync); unset: none",
     )
+    pool_renew_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="renew runs at once across every worker of a pool, whatever their "
+        "deployment (a Prefect global concurrency limit written by schedules sync); unset: none",
+    )
+    pool_renew_wait: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds a renew run waits for one of those slots before it reports its "
+        "renewals skipped (the next run renews them)",
+    )
     renew_batch_size: int = Field(
         default=100, ge=1, le=1000, description="certificates of one CA renewed as one batch"
     )

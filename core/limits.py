@@ -9,6 +9,9 @@ acmeflow wants, by name (``acmeflow schedules sync`` writes them, the flows hold
   ``orders`` at once, slots freed at ``orders / window`` per second); every order takes one.
 * ``acmeflow-dns-<name>``: record writes to DNS provider <name> at once, across all workers,
   when ``ACMEFLOW_POOL_DNS_CONCURRENCY`` is set.
+* ``acmeflow-renew-runs``: renew runs at once across all workers, one limit for every renew
+  deployment (``renew-<ca>``, ``renew/ad-hoc``), when ``ACMEFLOW_POOL_RENEW_RUNS`` is set. A
+  run holds one slot while it renews; its ``renew/share`` runs count as part of it.
 
 No Prefect here: the names and numbers only.
 """
@@ -29,6 +32,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 def _safe(name: str) -> str:
     return _UNSAFE.sub("-", name)
+
+
+#: The limit on renew runs at once, shared by every renew deployment.
+RENEW_RUNS_LIMIT = f"{PREFIX}renew-runs"
 
 
 def ca_slots_name(ca: str) -> str:
@@ -62,7 +69,7 @@ class GlobalLimit:
 
 
 def desired_limits(s: Session, settings: Settings) -> list[GlobalLimit]:
-    """The limits of every active CA vendor and DNS provider, by name."""
+    """The limits of every active CA vendor and DNS provider, and of renew runs, by name."""
     wanted: list[GlobalLimit] = []
     for ca in cas.list_cas(s, include_inactive=False):
         if ca.max_in_flight:
@@ -91,4 +98,8 @@ def desired_limits(s: Session, settings: Settings) -> list[GlobalLimit]:
                     about=f"record writes to DNS provider {provider.name}",
                 )
             )
+    if settings.pool_renew_runs:
+        wanted.append(
+            GlobalLimit(RENEW_RUNS_LIMIT, settings.pool_renew_runs, about="renew runs at once")
+        )
     return sorted(wanted, key=lambda limit: limit.name)

@@ -1,6 +1,7 @@
 """Flow ``renew``: renew every enrolled certificate whose renewal is due, in parallel (F6)."""
 
 import datetime as dt
+from contextlib import ExitStack
 from typing import Any
 
 from prefect.artifacts import (
@@ -24,7 +25,7 @@ from acmeflow.flows.hooks import acmeflow_flow
 from acmeflow.flows.pipeline import run_sequence
 from acmeflow.tasks.alerts import emit_renewal_alerts
 from acmeflow.tasks.common import end_run, markdown_table, progress, publish_artifact, settings
-from acmeflow.tasks.limits import ca_batch_caps, ca_slots
+from acmeflow.tasks.limits import ca_batch_caps, ca_slots, renew_run_slot
 from acmeflow.tasks.pipeline import open_renewals, recover_orders
 from acmeflow.tasks.renew import plan_renewals
 from acmeflow.tasks.shares import collect, hand_out, pool_workers
@@ -100,9 +101,14 @@ def _renew_batch(jobs: list[RenewalJob], at: dt.datetime) -> list[RenewalOutcome
                 progress(f"a batch of {len(jobs)} renewal(s) stopped: {exc}", problem=True)
             return [renewal_outcome(item) for item in batch.items]
     except LimitSlotsBusy as busy:  # the pool's slots stayed taken: the next run renews them
-        why = f"not started: {busy.message} {busy.detail}"
-        progress(f"{len(jobs)} renewal(s) {why}", problem=True)
-        return [job_outcome(job, why) for job in jobs]
+        return _not_started(jobs, busy)
+
+
+def _not_started(jobs: list[RenewalJob], busy: LimitSlotsBusy) -> list[RenewalOutcome]:
+    """``jobs`` reported skipped: a pool-wide limit had no slot for them in time."""
+    why = f"not started: {busy.message} {busy.detail}"
+    progress(f"{len(jobs)} renewal(s) {why}", problem=True)
+    return [job_outcome(job, why) for job in jobs]
 
 
 def _renew(
@@ -111,7 +117,36 @@ def _renew(
     recover_orders()
     plan = plan_renewals(ca=ca, certificate_ids=certificate_ids, now=at.isoformat(), due_only=share)
     outcomes: list[RenewalOutcome] = list(plan.skipped)
-    total = len(plan.jobs)
+    with ExitStack() as run_slot:
+        jobs = plan.jobs
+        if jobs and not share:  # a share's run is part of the run that holds the slot
+            try:
+                run_slot.enter_context(renew_run_slot())
+            except LimitSlotsBusy as busy:  # the pool runs its maximum: the next run renews
+                outcomes += _not_started(jobs, busy)
+                jobs = []
+        renewed_here, of_shares = _renew_jobs(jobs, at)
+        outcomes += renewed_here
+    # zero-touch certificates go to their targets now, and the alerts go out, for what this
+    # run renewed (a share's run does both for its own)
+    deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
+    emit_renewal_alerts(
+        outcomes,
+        now=at.isoformat(),
+        ca=ca,
+        certificate_ids=certificate_ids,
+        expiring=not share,  # the run that handed the share out reports its whole scope
+    )
+    return _report([*outcomes, *of_shares], plan.not_due, plan.considered)
+
+
+def _renew_jobs(
+    jobs: list[RenewalJob], at: dt.datetime
+) -> tuple[list[RenewalOutcome], list[RenewalOutcome]]:
+    """Renew ``jobs`` in batches, spread over the pool's workers: what happened to those this
+    run renewed (or took back), and to those the shares' runs renewed."""
+    outcomes: list[RenewalOutcome] = []
+    total = len(jobs)
     progress_id = publish_artifact(
         create_progress_artifact,
         progress=0.0 if total else 100.0,
@@ -133,7 +168,7 @@ def _renew(
             )
         return found
 
-    caps = ca_batch_caps({job.ca for job in plan.jobs})
+    caps = ca_batch_caps({job.ca for job in jobs})
 
     def batches_of(jobs: list[RenewalJob]) -> list[list[RenewalJob]]:
         return renewal_batches(jobs, settings().renew_batch_size, caps)
@@ -141,25 +176,20 @@ def _renew(
     def renew_group(jobs: list[RenewalJob]) -> list[RenewalOutcome]:
         return [outcome for batch in batches_of(jobs) for outcome in renew_here(batch)]
 
-    batches = batches_of(plan.jobs)
+    batches = batches_of(jobs)
     groups = spread_batches(batches, pool_workers() if len(batches) > 1 else 1)
     shares = hand_out([[job for batch in group for job in batch] for group in groups[1:]])
-    for jobs in groups[0]:
-        outcomes.extend(renew_here(jobs))
+    for batch in groups[0]:
+        outcomes.extend(renew_here(batch))
     taken_back, of_shares = collect(shares, renew_group, rounds=len(groups[0]))
-    outcomes.extend(taken_back)
-    # zero-touch certificates go to their targets now, and the alerts go out, for what this
-    # run renewed (a share's run does both for its own)
-    deploy_after_renewals([o.certificate_id for o in outcomes if o.status == "renewed"])
-    emit_renewal_alerts(
-        outcomes,
-        now=at.isoformat(),
-        ca=ca,
-        certificate_ids=certificate_ids,
-        expiring=not share,  # the run that handed the share out reports its whole scope
-    )
-    outcomes.extend(of_shares)
-    summary = _summary(outcomes, plan.not_due, plan.considered)
+    return [*outcomes, *taken_back], of_shares
+
+
+def _report(
+    outcomes: list[RenewalOutcome], not_due: int, considered: int
+) -> dict[str, Any] | State[Any]:
+    """Publish the run's summary and failures as artifacts; the run's result."""
+    summary = _summary(outcomes, not_due, considered)
     rows = summary["results"]
     if rows:
         publish_artifact(

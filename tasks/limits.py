@@ -25,9 +25,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from acmeflow.core.errors import LimitSlotsBusy
-from acmeflow.core.limits import ca_rate_name, ca_slots_name, dns_slots_name
+from acmeflow.core.limits import RENEW_RUNS_LIMIT, ca_rate_name, ca_slots_name, dns_slots_name
 from acmeflow.core.pipeline import Batch
-from acmeflow.tasks.common import order_timeouts, progress
+from acmeflow.tasks.common import order_timeouts, progress, settings
 
 SLOW_WAIT_SECONDS = 1.0  # a wait longer than this is reported
 SLOT_LEASE_SECONDS = 60  # the shortest lease the Prefect server grants
@@ -107,6 +107,18 @@ def ca_slots(ca: str, orders: int) -> Iterator[None]:
         if rate in limits:
             with _waiting(f"{orders} new order(s) of {rate} (CA {ca}'s order rate)", timeout):
                 rate_limit(rate, occupy=orders, timeout_seconds=timeout, strict=True)
+        yield
+
+
+@contextmanager
+def renew_run_slot() -> Iterator[None]:
+    """Hold one slot of the pool's limit on renew runs at once (shared by every renew
+    deployment) while the block runs; waits at most ``ACMEFLOW_POOL_RENEW_WAIT`` seconds, then
+    raises :class:`~acmeflow.core.errors.LimitSlotsBusy`."""
+    with ExitStack() as stack:
+        if _active_limits([RENEW_RUNS_LIMIT]):
+            wait = settings().pool_renew_wait
+            stack.enter_context(_held(RENEW_RUNS_LIMIT, 1, "renew runs at once", wait))
         yield
 
 

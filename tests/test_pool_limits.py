@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
 from acmeflow.config.settings import get_settings
-from acmeflow.core.limits import ca_rate_name, ca_slots_name, dns_slots_name
+from acmeflow.core.limits import RENEW_RUNS_LIMIT, ca_rate_name, ca_slots_name, dns_slots_name
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import LogEntry
 from bench.bulk_renew import enroll_certificates
@@ -114,6 +114,32 @@ def test_a_run_that_finds_no_free_slot_says_so_and_leaves_nothing(
 
     home.ok("issue", "--ca", "sandbox", "--name", "busy.example.com")
     home.ok("renew", "--now", str(cert_id))
+
+
+def test_every_renew_run_counts_against_one_pool_wide_limit(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ACMEFLOW_POOL_RENEW_RUNS=1``: sync writes one limit for every renew deployment; while
+    another run holds its slot, a renew run waits ``ACMEFLOW_POOL_RENEW_WAIT`` and reports its
+    renewals skipped, changing nothing; with the slot free it renews."""
+    from prefect.concurrency.sync import concurrency
+
+    delete_global_limits()
+    issued = issue_json(home, "--name", "runs.example.com")
+    monkeypatch.setenv("ACMEFLOW_POOL_RENEW_RUNS", "1")
+    monkeypatch.setenv("ACMEFLOW_POOL_RENEW_WAIT", "2")
+    get_settings.cache_clear()
+    assert synced_limits(home)[RENEW_RUNS_LIMIT] == "created"
+    assert server_limits()[RENEW_RUNS_LIMIT] == (1, 0.0)
+    with concurrency(RENEW_RUNS_LIMIT, occupy=1, strict=True):  # another renew run
+        waited = home.cli("renew", "--now", str(issued["id"]), "--json")
+    assert waited.exit_code == 1  # a renewal asked for was not done
+    (row,) = json.loads(waited.output[waited.output.index("{") :])["results"]
+    assert row["status"] == "skipped" and RENEW_RUNS_LIMIT in row["message"], row
+    assert [r["kind"] for r in history()] == ["issue"]  # nothing was ordered
+
+    renewed = home.ok("renew", "--now", str(issued["id"]), "--json").output
+    assert json.loads(renewed[renewed.index("{") :])["renewed"] == 1
 
 
 def history() -> list[dict[str, object]]:
