@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
-from acmeflow.core.db_store import is_database_folder
 from acmeflow.core.scan import OTHER_CA
 from acmeflow.core.state import cas, certificates, inventory, provider_index
 from acmeflow.core.state.models import Certificate
 from acmeflow.core.storage import stores_from_settings
+from acmeflow.core.stores import off_disk
 
 from .output import catalog_errors, console, database, err_console, fmt_time, print_json, table
 
@@ -25,8 +25,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _files(c: Certificate) -> dict[str, str]:
-    """The certificate's files (none for one held in the database: export writes them)."""
-    if is_database_folder(c.folder):
+    """The certificate's files (none for one held in the database or s3: export writes
+    them)."""
+    if off_disk(c.folder):
         return {}
     folder = Path(c.folder)
     if c.path and Path(c.path) != folder / "cert.pem":  # a certificate file placed by hand

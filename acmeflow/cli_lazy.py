@@ -72,7 +72,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "stores": LazyCommand(
         "acmeflow.cli_stores:app",
-        "The two stores' backends (directory, database): where certificates are, migrate.",
+        "The two stores' backends (directory, database, s3): where certificates are, migrate.",
     ),
     "ca": LazyCommand("acmeflow.cli_ca:app", "CA vendors: add, edit, list, show, remove."),
     "dns": LazyCommand("acmeflow.cli_dns:app", "DNS providers and domain mapping."),

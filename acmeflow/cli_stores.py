@@ -15,7 +15,7 @@ from acmeflow.core.stores import STORE_KINDS
 from .output import catalog_errors, console, database, err_console, print_json, table
 
 app = typer.Typer(
-    help="The two stores' backends (directory, database): where certificates are, migrate.",
+    help="The two stores' backends (directory, database, s3): where certificates are, migrate.",
     no_args_is_help=True,
 )
 
@@ -24,6 +24,9 @@ StoreOpt = Annotated[
     Literal["certificate", "zero-touch"] | None,
     typer.Option("--store", help="only this store (default: both)"),
 ]
+
+
+_COLUMNS = ("store", "new_certificates", "directory", "database", "s3", "loose", "folder")
 
 
 @app.command("list")
@@ -47,14 +50,8 @@ def stores_list(as_json: JsonOpt = False) -> None:
         return
     table(
         "Stores",
-        ["store", "new certificates", "in directory", "in database", "loose files", "folder"],
-        [
-            [
-                r[k]
-                for k in ("store", "new_certificates", "directory", "database", "loose", "folder")
-            ]
-            for r in rows
-        ],
+        ["store", "new certificates", "directory", "database", "s3", "loose files", "folder"],
+        [[r[k] for k in _COLUMNS] for r in rows],
     )
 
 
@@ -72,7 +69,7 @@ def _print_report(report: MigrationReport) -> None:
 @catalog_errors
 def stores_migrate(
     to: Annotated[
-        str, typer.Option("--to", help="the backend to move certificates to: database, directory")
+        str, typer.Option("--to", help="the backend to move them to: database, directory, s3")
     ],
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -85,8 +82,8 @@ def stores_migrate(
     .migrated/ folder. Then set ACMEFLOW_STORE_BACKEND on every worker so new certificates go
     there too. Exits 1 if a certificate was not moved.
     """
-    if to not in ("database", "directory"):
-        raise ConfigError(detail=f"--to {to!r}: give database or directory")
+    if to not in ("database", "directory", "s3"):
+        raise ConfigError(detail=f"--to {to!r}: give database, directory or s3")
     backend = cast(StoreBackend, to)
     stores = stores_from_settings(get_settings())
     reports = [

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-StoreBackend = Literal["directory", "database"]
+StoreBackend = Literal["directory", "database", "s3"]
 
 
 class Settings(BaseSettings):
@@ -32,14 +32,19 @@ class Settings(BaseSettings):
     zero_touch_store: Path | None = None
     store_backend: StoreBackend = Field(
         default="directory",
-        description="where new certificates of both stores go: directory (one machine) or "
-        "database (shared by every worker of a pool)",
+        description="where new certificates of both stores go: directory (one machine), "
+        "database (shared by every worker of a pool) or s3 (object storage)",
     )
     certificate_store_backend: StoreBackend | None = Field(
         default=None, description="the certificate store's backend; default: store_backend"
     )
     zero_touch_store_backend: StoreBackend | None = Field(
         default=None, description="the zero-touch store's backend; default: store_backend"
+    )
+    s3_bucket: str | None = Field(default=None, description="the bucket of the s3 backend")
+    s3_prefix: str = Field(default="acmeflow/", description="key prefix in that bucket")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible endpoint (MinIO, Ceph); default: AWS"
     )
     max_workers: int = Field(default=16, ge=1, le=256)
     per_ca_concurrency: int = Field(default=8, ge=1)

@@ -328,6 +328,14 @@ class DiskWriteFailed(AcmeflowError):
     message = "Could not write to disk. Please check the free space and permissions."
 
 
+class StoreUnavailable(AcmeflowError):
+    """The object storage of a store answered with an error or not at all."""
+
+    message = (
+        "The certificate store could not be reached. Please check its settings and credentials."
+    )
+
+
 class MigrationMismatch(AcmeflowError):
     """A certificate set read back from the backend it was migrated to differs from its
     source (the move is rolled back)."""

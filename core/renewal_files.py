@@ -10,13 +10,12 @@ import shutil
 from pathlib import Path
 
 from acmeflow.core import errors
-from acmeflow.core.db_store import is_database_folder
 from acmeflow.core.renewal_plan import RenewalJob
 from acmeflow.core.storage import Store
-from acmeflow.core.stores import CERT_FILE, PREVIOUS_DIR
+from acmeflow.core.stores import CERT_FILE, PREVIOUS_DIR, off_disk
 
-#: Where a loose file replaced by a certificate of the database backend is kept (hidden: the
-#: scan skips it).
+#: Where a loose file replaced by a certificate of the database or s3 backend is kept
+#: (hidden: the scan skips it).
 ADOPTED_DIR = ".adopted"
 
 
@@ -59,7 +58,7 @@ def adopt_loose_file(store: Store, target_folder: Path, loose: Path, serial: str
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     kept = (
         store.root / ADOPTED_DIR / target_folder.name
-        if is_database_folder(target_folder)
+        if off_disk(target_folder)
         else target_folder / PREVIOUS_DIR
     )
     dest = kept / f"{stamp}-{serial or 'unknown'}-adopted"

@@ -1,14 +1,16 @@
-"""``acmeflow stores migrate``: move a store's certificates between its backends.
+"""``acmeflow stores migrate``: move a store's certificates between its backends
+(``directory``, ``database``, ``s3``).
 
 Each certificate moves on its own, under its lease (a renewal of it waits for the next run,
 and the migration skips a certificate a renewal holds): every version (previous ones oldest
 first, then the live one) is written to the other backend, the live set read back there must
 have the source's fingerprint (certificate and key), and only then does the certificate's
 row name its new locator, in the same transaction as the database side of the write. A crash
-at any point leaves the row naming a complete set. The source is kept, out of the scan's way:
-a directory folder moves into the store's hidden ``.migrated/`` folder, database versions are
-deleted in the transaction that moves the row. Running it again moves what is left and
-finishes what a crash interrupted; certificates already there are counted, not rewritten.
+at any point leaves the row naming a complete set. A directory source is kept, out of the
+scan's way, in the store's hidden ``.migrated/`` folder; database versions are deleted in the
+transaction that moves the row; objects once the row has moved. Running it again moves what
+is left and finishes what a crash interrupted; certificates already there are counted, not
+rewritten.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 from acmeflow.config.settings import StoreBackend
 from acmeflow.core.db_store import is_database_folder
 from acmeflow.core.errors import AcmeflowError, LeaseHeld, MigrationMismatch
+from acmeflow.core.object_store import ObjectStore
 from acmeflow.core.state import leases
 from acmeflow.core.state.models import Certificate
 from acmeflow.core.storage import Store
@@ -61,12 +64,12 @@ Sessions = Callable[[], contextlib.AbstractContextManager[Session]]
 
 def placement(s: Session, store: Store) -> dict[str, int]:
     """How many certificates of ``store`` each backend holds, and the loose files."""
-    counts = {"directory": 0, "database": 0, "loose": 0}
+    counts = {"directory": 0, "database": 0, "s3": 0, "loose": 0}
     for (folder,) in s.execute(select(Certificate.folder).where(Certificate.store == store.kind)):
-        if is_database_folder(folder):
-            counts["database"] += 1
-        else:
-            counts["directory" if store.directory.holds(Path(folder)) else "loose"] += 1
+        backend: str = store.backend_of(folder)
+        if backend == "directory" and not store.directory.holds(Path(folder)):
+            backend = "loose"
+        counts[backend] += 1
     return counts
 
 
@@ -79,15 +82,15 @@ def migrate_store(
 ) -> MigrationReport:
     """Move every certificate of ``store`` that acmeflow manages into the backend ``to``."""
     report = MigrationReport(store=store.kind, to=to)
+    store.backend_named(to)  # a backend this process cannot reach: refused before anything
     with database() as s:
         rows = s.execute(
             select(Certificate.id, Certificate.folder).where(Certificate.store == store.kind)
         ).all()
     for cert_id, folder in rows:
-        in_database = is_database_folder(folder)
-        if in_database == (to == "database"):
+        if store.backend_of(folder) == to:
             report.already += 1
-            if in_database:
+            if to != "directory":
                 _set_aside(store, Path(folder).name)  # a crash may have left it
             continue
         if not store.holds(folder):
@@ -120,13 +123,18 @@ def _migrate_one(
     with database() as s:
         leases.acquire(s, key, what="Renewal", owner=owner)
     try:
-        sets = store.holding(folder).versions(folder)
-        target = (store.database if to == "database" else store.directory).root / folder.name
+        source = store.holding(folder)
+        sets = source.versions(folder)
+        target = store.backend_named(to).root / folder.name
         if to == "database":
             _into_database(store, database, cert_id, target, sets)
-            _set_aside(store, folder.name)
         else:
-            _into_directory(store, database, cert_id, folder, target, sets)
+            _into_files(store, to, database, cert_id, folder, target, sets)
+        # the source is kept out of the way (a folder) or removed (objects); the row moved
+        if isinstance(source, ObjectStore):
+            source.forget(folder)
+        if to != "directory":
+            _set_aside(store, folder.name)
         return len(sets)
     finally:
         with database() as s:
@@ -151,20 +159,27 @@ def _into_database(
         _move_row(s, cert_id, locator)
 
 
-def _into_directory(
+def _into_files(
     store: Store,
+    to: StoreBackend,
     database: Sessions,
     cert_id: int,
-    locator: Path,
-    folder: Path,
+    source: Path,
+    target: Path,
     sets: list[CertificateSet],
 ) -> None:
+    """Write the versions to the directory or s3 backend; the last one switches live in the
+    same step as the row (and the database versions of a certificate leaving the database)."""
     for version in sets[:-1]:
-        store.directory.write(folder, **_files_of(version))
-    with database() as s, store.directory.replacing(folder, **_files_of(sets[-1])) as live:
-        _check(set_in_folder(live.folder), sets[-1])  # under the write's lock
-        store.database.forget(s, locator)
-        _move_row(s, cert_id, folder)
+        store.write(target, **_files_of(version))
+    backend = store.backend_named(to)
+    with database() as s, store.replacing(target, **_files_of(sets[-1])) as written:
+        # the directory is read under the write's lock (its read_set would wait for it)
+        live = set_in_folder(written) if to == "directory" else backend.read_set(written)
+        _check(live, sets[-1])
+        if is_database_folder(source):
+            store.database.forget(s, source)
+        _move_row(s, cert_id, target)
         s.commit()
 
 

@@ -75,6 +75,16 @@ LOCK_FILE = ".lock"
 
 #: The start of a certificate's locator in the database backend (``core.db_store``).
 DATABASE_PREFIX = "database:"
+#: The start of a certificate's locator in the s3 backend (``core.object_store``).
+S3_PREFIX = "s3:"
+#: Locators of the backends that keep no files on this machine.
+OFF_DISK_PREFIXES = (DATABASE_PREFIX, S3_PREFIX)
+
+
+def off_disk(folder: Path | str) -> bool:
+    """Whether a certificate's ``folder`` is a locator of a backend without files here."""
+    return str(folder).startswith(OFF_DISK_PREFIXES)
+
 
 CERTIFICATE_EXTENSIONS = (".pem", ".crt", ".cer", ".der", ".p12", ".pfx")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")

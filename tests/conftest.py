@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures_postgres",
     "tests.fixtures_deploy",
     "tests.fixtures_pool",
+    "tests.fixtures_moto",
 ]
 
 # Homes of every sandbox started in this session; all stopped when the session ends.

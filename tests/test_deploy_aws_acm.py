@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from acmeflow.core.errors import ConfigError, DeployError
 from acmeflow.providers.deploy.aws_acm import NAME_TAG, AcmTarget
@@ -21,15 +20,6 @@ def detail(exc: DeployError) -> str:
     """The error's detail (always set for deploy errors)."""
     assert exc.detail is not None
     return exc.detail
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

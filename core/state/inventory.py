@@ -4,10 +4,10 @@
 go (bulk inserts and updates, no per-file round trip): a file is matched to its row by store
 and folder key, then (a file moved or renamed) by store and fingerprint; a row whose file
 disappeared is marked ``gone`` (with ``gone_at``), never deleted, and comes back when the
-file does. Certificates held by the database store backend have no file: the scan leaves
-them alone. Every certificate is classified by the configured CA vendor whose issuer names
-match its issuer (``issued_by_ca_id``), which is separate from the CA it is renewed through
-(``ca_vendor_id``).
+file does. Certificates held by the database or s3 store backends have no file here: the
+scan leaves them alone. Every certificate is classified by the configured CA vendor whose
+issuer names match its issuer (``issued_by_ca_id``), which is separate from the CA it is
+renewed through (``ca_vendor_id``).
 
 Enrollment: :func:`enroll` puts certificates on automatic renewal under a CA (a certificate
 issued by another CA needs ``confirm_vendor_change``; one already under another CA must be
@@ -46,7 +46,7 @@ from acmeflow.core.scan import (
 from acmeflow.core.secrets import ENCRYPTED_PREFIX, SecretBox, default_box, unseal
 from acmeflow.core.state import cas, certificates
 from acmeflow.core.state.models import AppSetting, CAVendor, Certificate, utcnow
-from acmeflow.core.stores import DATABASE_PREFIX, names_digest
+from acmeflow.core.stores import OFF_DISK_PREFIXES, names_digest
 
 __all__ = [
     "P12_PASSWORDS_SETTING",
@@ -494,7 +494,8 @@ def record_scan(
             dict(zip(_ROW_COLUMNS, r, strict=True))
             for r in s.execute(
                 select(*(c[k] for k in _ROW_COLUMNS)).where(
-                    c.store == scan.store, ~c.folder.startswith(DATABASE_PREFIX)
+                    c.store == scan.store,
+                    *(~c.folder.startswith(prefix) for prefix in OFF_DISK_PREFIXES),
                 )
             )
         ]
