@@ -734,7 +734,9 @@ def open_renewals(jobs: Sequence[RenewalJob], ctx: Context, batch: Batch) -> Non
     have changed since the plan) and its history entry opened, all in one transaction. A job
     that fails its check is an item failed at ``check_request``."""
     with ctx.database() as s:
-        for job in jobs:
+        # leases in certificate order: two runs opening overlapping batches at once (their
+        # lease rows wait on each other's transaction) can never deadlock on PostgreSQL
+        for job in sorted(jobs, key=lambda job: job.certificate_id):
             entry = history.log_start(
                 s,
                 kind="renew",
