@@ -734,8 +734,9 @@ def open_renewals(jobs: Sequence[RenewalJob], ctx: Context, batch: Batch) -> Non
     have changed since the plan) and its history entry opened, all in one transaction. A job
     that fails its check is an item failed at ``check_request``."""
     with ctx.database() as s:
-        # leases in certificate order: two runs opening overlapping batches at once (their
-        # lease rows wait on each other's transaction) can never deadlock on PostgreSQL
+        unclaimed = renewals.lock_unclaimed(s, [job.certificate_id for job in jobs])
+        # leases in certificate order: two runs opening overlapping batches at once can never
+        # deadlock on each other's lease rows
         for job in sorted(jobs, key=lambda job: job.certificate_id):
             entry = history.log_start(
                 s,
@@ -758,25 +759,29 @@ def open_renewals(jobs: Sequence[RenewalJob], ctx: Context, batch: Batch) -> Non
                 renewal=job,
             )
             batch.items.append(item)
-            key = leases.certificate_key(job.certificate_id)
-            try:
-                leases.acquire(
-                    s,
-                    key,
-                    what=f"certificate {job.certificate_id}",
-                    owner=batch.owner,
-                    flow_run_id=ctx.flow_run_id,
-                    ttl=batch.lease_ttl,
-                )
-            except errors.LeaseHeld as held:
-                item.skipped = held.message
-                history.log_finish(s, entry, status="skipped", message=held.message)
-                continue
-            item.lease_key = key
-            renewed = _renewed_since_plan(s, job)
-            if renewed is not None:  # a run that held the lease before us renewed it
-                item.skipped = renewed
-                history.log_finish(s, entry, status="skipped", message=renewed)
+            why: str | None
+            if job.certificate_id not in unclaimed:  # another run is opening it right now
+                why = errors.LeaseHeld(
+                    f"certificate {job.certificate_id}", "another run (claiming it now)"
+                ).message
+            else:
+                try:
+                    leases.acquire(
+                        s,
+                        leases.certificate_key(job.certificate_id),
+                        what=f"certificate {job.certificate_id}",
+                        owner=batch.owner,
+                        flow_run_id=ctx.flow_run_id,
+                        ttl=batch.lease_ttl,
+                    )
+                    item.lease_key = leases.certificate_key(job.certificate_id)
+                    # a run that held the lease before us may have renewed it
+                    why = _renewed_since_plan(s, job)
+                except errors.LeaseHeld as held:
+                    why = held.message
+            if why is not None:
+                item.skipped = why
+                history.log_finish(s, entry, status="skipped", message=why)
                 continue
             try:
                 item.names = check_names_ca_and_dns(

@@ -26,9 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prefect.client.schemas.objects import StateType
 from prefect.concurrency.sync import concurrency
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from acmeflow.core.limits import ca_slots_name
+from acmeflow.core.state import certificates, history, renewals
 from acmeflow.core.state.db import open_database, session_scope
 from acmeflow.core.state.models import Certificate, LogEntry
 from acmeflow.core.storage import stores_from_settings
@@ -195,3 +196,29 @@ def test_one_renew_run_spreads_its_batches_over_the_pool_workers(
     other = next(w for w in workers if w is not parent_worker)
     assert any(other.ran(UUID(run)) for run in runs - {str(run_id)}), logs
     assert set(leftovers().values()) == {0}, leftovers()
+
+
+def test_claims_skip_the_rows_another_claim_holds_without_waiting(pg_home: Home) -> None:
+    """Opening a renew batch locks its certificate rows ``FOR NO KEY UPDATE SKIP LOCKED``: a
+    second run claiming the same certificates meanwhile gets none of them at once (it would
+    wait for the first one's commit without SKIP LOCKED: its lock timeout turns that into an
+    error), while rows merely referencing them (history entries) are not held up; after the
+    commit they are free again."""
+    with session_scope(open_database()) as s:
+        ids = [
+            certificates.add_certificate(
+                s, store="certificate", folder=f"/claims/{n}", names=[f"{n}.example.com"]
+            ).id
+            for n in ("one", "two")
+        ]
+    with session_scope(open_database()) as first:
+        assert renewals.lock_unclaimed(first, ids) == set(ids)
+        with session_scope(open_database()) as second:
+            second.execute(text("SET LOCAL lock_timeout = '5s'"))
+            assert renewals.lock_unclaimed(second, ids) == set()
+            history.log_start(
+                second, kind="renew", names=["one.example.com"], ca_name="sandbox",
+                store="certificate", certificate_id=ids[0],
+            )  # fmt: skip
+    with session_scope(open_database()) as third:
+        assert renewals.lock_unclaimed(third, ids) == set(ids)

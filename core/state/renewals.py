@@ -150,6 +150,27 @@ def due_candidates(
     return [_candidate(cert, by_id[cert.ca_vendor_id or 0]) for cert in s.scalars(q)]
 
 
+def lock_unclaimed(s: Session, certificate_ids: Sequence[int]) -> set[int]:
+    """Of ``certificate_ids``, those no other transaction is claiming right now, their rows
+    locked until ``s`` commits. On PostgreSQL ``FOR NO KEY UPDATE SKIP LOCKED``: a run
+    opening a batch skips at once the certificates another run is opening (or a scan is
+    writing) instead of waiting for its commit, so claims never wait on each other; the lock
+    does not hold up rows that merely reference the certificate (history entries). SQLite,
+    which serializes writers anyway, gets every id."""
+    if not certificate_ids:
+        return set()
+    if s.get_bind().dialect.name != "postgresql":
+        return set(certificate_ids)
+    return set(
+        s.scalars(
+            select(Certificate.id)
+            .where(Certificate.id.in_(certificate_ids))
+            .order_by(Certificate.id)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+    )
+
+
 def claim_due(
     s: Session,
     *,
