@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import secrets
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,16 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from acmeflow.core.errors import ConfigError, InvalidKey, NotFound
-from acmeflow.core.secrets import SecretBox, default_box
+from acmeflow.core.errors import InvalidKey, NotFound
+from acmeflow.core.locator_store import LocatorStore
 from acmeflow.core.state.db import session_scope
 from acmeflow.core.state.models import StagedKey, StoredVersion, utcnow
 from acmeflow.core.stores import (
     DATABASE_PREFIX,
-    STORE_KINDS,
     CertificateSet,
-    StoreKind,
     as_bytes,
     check_request_id,
-    export_set,
-    folder_name,
+    new_version_name,
     serial_of,
 )
 
@@ -46,47 +42,14 @@ def is_database_folder(folder: Path | str) -> bool:
     return str(folder).startswith(DATABASE_PREFIX)
 
 
-class DatabaseStore:
+class DatabaseStore(LocatorStore):
     """One store (``certificate`` or ``zero-touch``) held in the state database."""
 
     backend = "database"
-
-    def __init__(
-        self, kind: StoreKind, *, keep_previous: int | None = 5, box: SecretBox | None = None
-    ) -> None:
-        if kind not in STORE_KINDS:
-            raise ConfigError(detail=f"unknown store {kind!r} (certificate or zero-touch)")
-        self.kind: StoreKind = kind
-        self.keep_previous = keep_previous
-        self._box = box
+    PREFIX = DATABASE_PREFIX
 
     def __repr__(self) -> str:
         return f"DatabaseStore({self.kind!r})"
-
-    @property
-    def root(self) -> Path:
-        """The locator prefix of this store's certificates."""
-        return Path(f"{DATABASE_PREFIX}{self.kind}")
-
-    @property
-    def box(self) -> SecretBox:
-        """The sealing key (read when the first key is sealed or unsealed)."""
-        if self._box is None:
-            self._box = default_box()
-        return self._box
-
-    def folder_for(self, names: list[str]) -> Path:
-        """The locator of the certificate for ``names``."""
-        return self.root / folder_name(names)
-
-    def holds(self, folder: Path | str) -> bool:
-        """Whether ``folder`` is a locator of this store."""
-        return Path(folder).parent == self.root
-
-    def _own(self, folder: Path | str) -> str:
-        if not self.holds(folder):
-            raise ConfigError(detail=f"{str(folder)!r} is not a certificate of {self!r}")
-        return str(folder)
 
     # -- write / read
 
@@ -124,15 +87,13 @@ class DatabaseStore:
             return
         try:
             live = self._live_row(session, locator, lock=True)
-            new_key = as_bytes(key_pem) if key_pem is not None else self._reused_key(live)
-            new = CertificateSet(
-                cert=as_bytes(cert_pem),
-                chain=as_bytes(chain_pem),
-                fullchain=as_bytes(fullchain_pem),
-                key=new_key,
+            new = CertificateSet.checked(
+                cert_pem=cert_pem,
+                chain_pem=chain_pem,
+                fullchain_pem=fullchain_pem,
+                key_pem=self._reused_key(live) if key_pem is None else key_pem,
                 metadata=metadata,
             )
-            new.check()
             self._put(session, locator, new)
             yield Path(locator)
         except BaseException:
@@ -156,7 +117,7 @@ class DatabaseStore:
             StoredVersion(
                 store=self.kind,
                 folder=locator,
-                version=f"{utcnow():%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}",
+                version=new_version_name(),
                 live=True,
                 serial=serial_of(new.cert),
                 cert_sha256=hashlib.sha256(new.cert).hexdigest(),
@@ -211,10 +172,6 @@ class DatabaseStore:
         """The live set of ``folder``."""
         with session_scope() as s:
             return self.live_set(s, folder)
-
-    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
-        """Write the live set of ``folder`` to the folder ``target`` (see :func:`export_set`)."""
-        return export_set(self.read_set(folder), target, overwrite=overwrite)
 
     def versions(self, folder: Path | str) -> list[CertificateSet]:
         """Every version of ``folder``, oldest first, the live one last."""

@@ -21,22 +21,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import secrets
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from acmeflow.core.errors import ConfigError, InvalidKey, NotFound, StoreUnavailable
-from acmeflow.core.secrets import SecretBox, default_box
+from acmeflow.core.locator_store import LocatorStore
+from acmeflow.core.secrets import SecretBox
 from acmeflow.core.stores import (
     S3_PREFIX,
-    STORE_KINDS,
     CertificateSet,
     StoreKind,
     as_bytes,
     check_request_id,
-    export_set,
-    folder_name,
+    new_version_name,
 )
 
 LIVE = "live"
@@ -47,10 +45,11 @@ def is_object_folder(folder: Path | str) -> bool:
     return str(folder).startswith(S3_PREFIX)
 
 
-class ObjectStore:
+class ObjectStore(LocatorStore):
     """One store (``certificate`` or ``zero-touch``) in a bucket of S3-compatible storage."""
 
     backend = "s3"
+    PREFIX = S3_PREFIX
 
     def __init__(
         self,
@@ -62,29 +61,14 @@ class ObjectStore:
         keep_previous: int | None = 5,
         box: SecretBox | None = None,
     ) -> None:
-        if kind not in STORE_KINDS:
-            raise ConfigError(detail=f"unknown store {kind!r} (certificate or zero-touch)")
-        self.kind: StoreKind = kind
+        super().__init__(kind, keep_previous=keep_previous, box=box)
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint_url = endpoint_url
-        self.keep_previous = keep_previous
-        self._box = box
         self._client: Any = None
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.kind!r}, s3://{self.bucket}/{self.prefix})"
-
-    @property
-    def root(self) -> Path:
-        """The locator prefix of this store's certificates."""
-        return Path(f"{S3_PREFIX}{self.kind}")
-
-    @property
-    def box(self) -> SecretBox:
-        if self._box is None:
-            self._box = default_box()
-        return self._box
 
     @property
     def client(self) -> Any:
@@ -97,18 +81,8 @@ class ObjectStore:
             self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
         return self._client
 
-    def folder_for(self, names: list[str]) -> Path:
-        """The locator of the certificate for ``names``."""
-        return self.root / folder_name(names)
-
-    def holds(self, folder: Path | str) -> bool:
-        """Whether ``folder`` is a locator of this store."""
-        return Path(folder).parent == self.root
-
     def _base(self, folder: Path | str) -> str:
-        if not self.holds(folder):
-            raise ConfigError(detail=f"{str(folder)!r} is not a certificate of {self!r}")
-        return f"{self.prefix}{self.kind}/{Path(folder).name}/"
+        return f"{self.prefix}{self.kind}/{Path(self._own(folder)).name}/"
 
     # -- objects
 
@@ -196,15 +170,14 @@ class ObjectStore:
             if old is None:
                 raise InvalidKey(detail=f"no private key to reuse in {str(folder)!r}")
             key_pem = self._load(base, old).key
-        new = CertificateSet(
-            cert=as_bytes(cert_pem),
-            chain=as_bytes(chain_pem),
-            fullchain=as_bytes(fullchain_pem),
-            key=as_bytes(key_pem),
+        new = CertificateSet.checked(
+            cert_pem=cert_pem,
+            chain_pem=chain_pem,
+            fullchain_pem=fullchain_pem,
+            key_pem=key_pem,
             metadata=metadata,
         )
-        new.check()
-        version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}"
+        version = new_version_name()
         doc = {
             "cert": new.cert.decode(),
             "chain": new.chain.decode(),
@@ -246,10 +219,6 @@ class ObjectStore:
         live = self._live(base)
         names = [v for v in self._version_names(base) if v != live]
         return [self._load(base, v) for v in (*names, *([live] if live else []))]
-
-    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
-        """Write the live set of ``folder`` to the folder ``target`` (see :func:`export_set`)."""
-        return export_set(self.read_set(folder), target, overwrite=overwrite)
 
     # -- keys of orders in flight
 

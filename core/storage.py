@@ -26,7 +26,13 @@ from acmeflow.config.settings import Settings, StoreBackend, get_settings
 from acmeflow.core.db_store import DatabaseStore, is_database_folder
 from acmeflow.core.errors import ConfigError, NotFound
 from acmeflow.core.object_store import ObjectStore, is_object_folder
-from acmeflow.core.stores import STORE_KINDS, CertificateSet, CertificateStore, recover_once
+from acmeflow.core.stores import (
+    STORE_KINDS,
+    CertificateSet,
+    CertificateStore,
+    export_set,
+    recover_once,
+)
 
 Backend = CertificateStore | DatabaseStore | ObjectStore
 
@@ -130,7 +136,7 @@ class Store:
 
     def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
         """Write the live set of ``folder`` to the folder ``target``."""
-        return self.holding(folder).export(folder, target, overwrite=overwrite)
+        return export_set(self.read_set(folder), target, overwrite=overwrite)
 
     # -- keys of orders in flight: parked in the configured backend, found in either
 

@@ -153,6 +153,32 @@ class CertificateSet:
         """Raise :class:`InvalidKey` unless the key belongs to the certificate."""
         _check_key_matches(self.cert, self.key)
 
+    @classmethod
+    def checked(
+        cls,
+        *,
+        cert_pem: bytes | str,
+        chain_pem: bytes | str,
+        fullchain_pem: bytes | str,
+        key_pem: bytes | str,
+        metadata: dict[str, Any],
+    ) -> CertificateSet:
+        """The set of a store write, its key checked against the certificate."""
+        new = cls(
+            cert=as_bytes(cert_pem),
+            chain=as_bytes(chain_pem),
+            fullchain=as_bytes(fullchain_pem),
+            key=as_bytes(key_pem),
+            metadata=metadata,
+        )
+        new.check()
+        return new
+
+
+def new_version_name() -> str:
+    """The name of a new version in any backend: UTC time (sorts in write order), random tail."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}"
+
 
 def export_set(live: CertificateSet, target: Path, *, overwrite: bool = False) -> list[Path]:
     """Write ``live`` to the folder ``target``: cert, chain and fullchain (0644) and the
@@ -437,7 +463,7 @@ class CertificateStore:
         then renamed, so a version folder is complete or absent); its name."""
         archive = folder / ARCHIVE_DIR
         mkdir_private(archive, self.dir_mode)
-        version = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}"
+        version = new_version_name()
         tmp = archive / f".tmp-{secrets.token_hex(6)}"
         tmp.mkdir(mode=0o700)
         try:
@@ -513,10 +539,6 @@ class CertificateStore:
         live = self.read(folder)
         with _locked(live.folder):
             return set_in_folder(live.folder)
-
-    def export(self, folder: Path, target: Path, *, overwrite: bool = False) -> list[Path]:
-        """Write the live set of ``folder`` to the folder ``target`` (see :func:`export_set`)."""
-        return export_set(self.read_set(folder), target, overwrite=overwrite)
 
     def versions(self, folder: Path) -> list[CertificateSet]:
         """Every complete version of ``folder``, oldest first, the live one last (a previous
