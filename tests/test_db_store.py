@@ -53,6 +53,16 @@ def as_json(home: Home, *args: str, exit_code: int = 0) -> Any:
     )
 
 
+def deploy_to_files_target(home: Home, cert_id: int, web: Path) -> list[str]:
+    """Bind a files target writing into the new folder ``web`` to the certificate and deploy
+    it; the status of each deployment."""
+    web.mkdir()
+    files = [f"fullchain_path={web}/fullchain.pem", f"key_path={web}/privkey.pem"]
+    home.ok("targets", "add", "web", "--type", "files", "--set", files[0], "--set", files[1])
+    home.ok("targets", "bind", "web", str(cert_id))
+    return [r["status"] for r in as_json(home, "deploy", str(cert_id))["results"]]
+
+
 @pytest.fixture
 def db_home(home: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
     """The sandbox home with new certificates going to the database backend."""
@@ -96,12 +106,7 @@ def test_issue_renew_export_and_deploy_from_the_database(db_home: Home, tmp_path
     ]
 
     web = tmp_path / "web"
-    web.mkdir()
-    files = [f"fullchain_path={web}/fullchain.pem", f"key_path={web}/privkey.pem"]
-    db_home.ok("targets", "add", "web", "--type", "files", "--set", files[0], "--set", files[1])
-    db_home.ok("targets", "bind", "web", str(issued["id"]))
-    deployed = as_json(db_home, "deploy", str(issued["id"]))
-    assert [r["status"] for r in deployed["results"]] == ["deployed"]
+    assert deploy_to_files_target(db_home, issued["id"], web) == ["deployed"]
     assert serial_of((web / "fullchain.pem").read_bytes()) == row.serial
 
 

@@ -18,7 +18,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.core.errors import InvalidKey, StoreUnavailable
 from acmeflow.core.object_store import ObjectStore
 from tests.fixtures_acmeflow import Home
-from tests.test_db_store import as_json, cert_row, new_set
+from tests.test_db_store import as_json, cert_row, deploy_to_files_target, new_set
 from tests.test_issue_e2e import issue_json
 from tests.test_renew_e2e import renew_json
 
@@ -112,12 +112,7 @@ def test_issue_renew_export_and_deploy_from_the_bucket(
     cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
     assert format(cert.serial_number, "x") == row.serial
     web = tmp_path / "web"
-    web.mkdir()
-    files = [f"fullchain_path={web}/fullchain.pem", f"key_path={web}/privkey.pem"]
-    home.ok("targets", "add", "web", "--type", "files", "--set", files[0], "--set", files[1])
-    home.ok("targets", "bind", "web", str(issued["id"]))
-    deployed = as_json(home, "deploy", str(issued["id"]))
-    assert [r["status"] for r in deployed["results"]] == ["deployed"]
+    assert deploy_to_files_target(home, issued["id"], web) == ["deployed"]
     assert (web / "fullchain.pem").read_bytes().startswith((out / "cert.pem").read_bytes())
     listed = {r["store"]: r for r in as_json(home, "stores", "list")}
     assert listed["certificate"]["s3"] == 1 and listed["certificate"]["new_certificates"] == "s3"
