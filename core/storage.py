@@ -52,8 +52,7 @@ class Store:
         self.objects = objects
         self.backend: StoreBackend = backend
         self.kind = directory.kind
-        if backend == "s3" and objects is None:
-            raise ConfigError(detail="the s3 store backend needs ACMEFLOW_S3_BUCKET")
+        self.backend_named(backend)  # s3 chosen without a bucket: refused now, not at a write
 
     def __repr__(self) -> str:
         return f"Store({self.kind!r}, new certificates: {self.backend})"
