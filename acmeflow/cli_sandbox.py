@@ -15,6 +15,7 @@ from acmeflow.config.settings import get_settings
 from acmeflow.sandbox import (
     SandboxError,
     SandboxInfo,
+    sandbox_answers,
     sandbox_status,
     sandbox_stop,
     sandbox_up,
@@ -75,14 +76,20 @@ def up(
     ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 30.0,
 ) -> None:
-    """Start the sandbox (or show the one already running with the same options)."""
+    """Start the sandbox (or show the one already running with the same options; one whose
+    processes run but no longer answer is restarted)."""
     folder = _home(home)
-    already = sandbox_status(folder)
     try:
+        already = sandbox_status(folder)
+        hung = already is not None and not sandbox_answers(already)
+        if hung:
+            sandbox_stop(folder)
         info = sandbox_up(folder, eab=eab, nonce_reject=nonce_reject, timeout=timeout, detach=True)
     except SandboxError as exc:
         raise _fail(str(exc)) from None
-    state = "already running" if already is not None else "started"
+    state = "started" if already is None else "already running"
+    if hung:
+        state = "restarted (it was not answering)"
     console.print(f"[bold green]Sandbox {state}[/]")
     console.print(_table(info))
     console.print(f'\nPoint a shell at it: [bold]eval "$(acmeflow sandbox env --home {folder})"[/]')
@@ -111,14 +118,22 @@ def status(home: HomeOption = None, as_json: JsonOption = False) -> None:
         info = sandbox_status(folder)
     except SandboxError as exc:
         raise _fail(str(exc)) from None
+    answering = info is not None and sandbox_answers(info)
     if as_json:
-        payload = {"running": info is not None, "home": str(folder)}
+        payload = {"running": info is not None, "answering": answering, "home": str(folder)}
         if info is not None:
             payload |= info.to_json(include_secrets=False)
         typer.echo(json.dumps(payload, indent=2))
         return
     if info is None:
         console.print(f"No sandbox running in {folder}. Start one with `acmeflow sandbox up`.")
+        raise typer.Exit(code=1)
+    if not answering:
+        console.print(
+            "[bold red]Sandbox running but not answering[/]: pebble or BIND did not answer "
+            "within 5 s. `acmeflow sandbox up` restarts it."
+        )
+        console.print(_table(info))
         raise typer.Exit(code=1)
     console.print("[bold green]Sandbox running[/]")
     console.print(_table(info))

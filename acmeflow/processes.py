@@ -56,6 +56,7 @@ def terminate(pid: int, start_time: int | None, *, grace: float = 5.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a stopped process acts on the SIGTERM only once continued
     deadline = time.monotonic() + grace
     while alive(pid, start_time) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -59,6 +59,7 @@ __all__ = [
     "StoppedProcess",
     "ensure_packages",
     "pebble_root_pem",
+    "sandbox_answers",
     "sandbox_down",
     "sandbox_status",
     "sandbox_stop",
@@ -428,11 +429,11 @@ def _named_conf(named_dir: Path, port: int, zones: tuple[SandboxZone, ...]) -> s
     return "\n".join(parts) + "\n"
 
 
-def _dns_ready(port: int, zones: tuple[SandboxZone, ...]) -> bool:
+def _dns_ready(port: int, zones: tuple[SandboxZone, ...], timeout: float = 0.2) -> bool:
     for zone in zones:
         query = dns.message.make_query(zone.name + ".", dns.rdatatype.SOA)
         try:
-            answer = dns.query.udp(query, "127.0.0.1", timeout=0.2, port=port)
+            answer = dns.query.udp(query, "127.0.0.1", timeout=timeout, port=port)
         except (dns.exception.DNSException, OSError):
             return False
         if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
@@ -443,9 +444,9 @@ def _dns_ready(port: int, zones: tuple[SandboxZone, ...]) -> bool:
 # --- pebble -----------------------------------------------------------------------------------
 
 
-def _directory_ready(url: str, ca_bundle: Path) -> bool:
+def _directory_ready(url: str, ca_bundle: Path, timeout: float = 1.0) -> bool:
     try:
-        response = requests.get(url, verify=str(ca_bundle), timeout=1.0)
+        response = requests.get(url, verify=str(ca_bundle), timeout=timeout)
         return response.status_code == 200 and "newNonce" in response.json()
     except (requests.RequestException, ValueError):
         return False
@@ -762,6 +763,14 @@ def sandbox_status(home: Path) -> SandboxInfo | None:
     with _home_lock(home):
         state = _running_state(home)
         return SandboxInfo.from_json(state["info"]) if state is not None else None
+
+
+def sandbox_answers(info: SandboxInfo, timeout: float = 5.0) -> bool:
+    """Whether the running sandbox's CA serves its directory and BIND its zones within
+    ``timeout`` seconds each (a process can run and still hang: pebble under heavy load)."""
+    return _directory_ready(info.directory_url, info.ca_bundle, timeout) and _dns_ready(
+        info.dns_port, info.zones, timeout
+    )
 
 
 def pebble_root_pem(info: SandboxInfo, index: int = 0) -> bytes:

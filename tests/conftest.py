@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from acmeflow.sandbox import SandboxInfo, sandbox_down, sandbox_status, sandbox_up
+from acmeflow.sandbox import (
+    SandboxInfo,
+    sandbox_answers,
+    sandbox_down,
+    sandbox_status,
+    sandbox_up,
+)
 
 pytest_plugins = [
     "tests.fixtures_acmeflow",
@@ -49,20 +55,24 @@ def sandbox_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., SandboxInfo]:
     """``sandbox_factory(eab=True)``, ``sandbox_factory(nonce_reject=30)``, ...: one shared
-    sandbox per set of options for the whole session (restarted if a test stopped it).
+    sandbox per set of options for the whole session, replaced when a test stopped it or it
+    stopped answering (pebble can hang under load: the tests after it still get a CA).
     Tests that stop a sandbox should start their own with :func:`start_sandbox`."""
     started: dict[str, SandboxInfo] = {}
 
     def factory(**opts: Any) -> SandboxInfo:
         key = repr(sorted(opts.items()))
-        if key not in started or sandbox_status(started[key].home) is None:
+        known = started.get(key)
+        if known is None or sandbox_status(known.home) is None or not sandbox_answers(known):
+            if known is not None:
+                sandbox_down(known.home)
             started[key] = start_sandbox(tmp_path_factory, **opts)
         return started[key]
 
     return factory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def sandbox(sandbox_factory: Callable[..., SandboxInfo]) -> SandboxInfo:
     """The session's default sandbox (pebble + BIND on loopback, no EAB)."""
     return sandbox_factory()

@@ -40,6 +40,7 @@ from acmeflow.sandbox import (
     SandboxInfo,
     SandboxZone,
     pebble_root_pem,
+    sandbox_answers,
     sandbox_down,
     sandbox_status,
     sandbox_up,
@@ -425,6 +426,32 @@ def test_cli_up_status_env_down(tmp_path: Path) -> None:
 
         gone = runner.invoke(cli_sandbox.app, ["status", "--home", str(home)])
         assert gone.exit_code == 1 and "No sandbox running" in gone.output
+    finally:
+        sandbox_down(home)
+
+
+def test_a_ca_that_stops_answering_is_reported_and_up_restarts_it(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = tmp_path / "sb"
+    try:
+        assert runner.invoke(cli_sandbox.app, ["up", "--home", str(home)]).exit_code == 0
+        hung = sandbox_status(home)
+        assert hung is not None and sandbox_answers(hung)
+        os.kill(hung.pebble_pid, signal.SIGSTOP)  # runs, answers nothing: as a deadlocked CA
+
+        status = runner.invoke(cli_sandbox.app, ["status", "--home", str(home)])
+        assert status.exit_code == 1 and "not answering" in status.output
+        data = json.loads(
+            runner.invoke(cli_sandbox.app, ["status", "--home", str(home), "--json"]).output
+        )
+        assert data["running"] is True and data["answering"] is False
+
+        up = runner.invoke(cli_sandbox.app, ["up", "--home", str(home)])
+        assert up.exit_code == 0 and "restarted (it was not answering)" in up.output
+        fresh = sandbox_status(home)
+        assert fresh is not None and fresh.pebble_pid != hung.pebble_pid
+        assert not _running(hung.pebble_pid) and not _running(hung.named_pid)
+        assert sandbox_answers(fresh)
     finally:
         sandbox_down(home)
 
