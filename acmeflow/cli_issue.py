@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Annotated, Literal, cast, get_args
 
@@ -10,10 +9,11 @@ import typer
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
-from acmeflow.core.keys import KeyType, load_csr, load_private_key, private_key_pem
+from acmeflow.core.keys import KeyType, load_csr
 from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import cas, certificates
 from acmeflow.core.storage import stores_from_settings
+from acmeflow.core.uploads import stage_upload
 
 from . import cli_deploy
 from .cli_certs import cert_dict, print_cert
@@ -24,8 +24,11 @@ StoreKind = Literal["certificate", "zero-touch"]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
-def _stage_upload(store: str, key: Path | None, passphrase: str | None) -> str | None:
-    """Put an uploaded key into the store's private staging folder; return its request id."""
+def _stage_upload(
+    store: str, key: Path | None, passphrase: str | None, csr_bytes: bytes | None
+) -> str | None:
+    """Put an uploaded key into the store's private staging folder (a CSR, when given, must
+    match it first); return its request id."""
     if key is None:
         return None
     try:
@@ -37,10 +40,11 @@ def _stage_upload(store: str, key: Path | None, passphrase: str | None) -> str |
         from acmeflow.core.secrets import resolve_ref
 
         secret = resolve_ref(secret)
-    loaded = load_private_key(data, secret.encode() if secret else None)
-    request_id = uuid.uuid4().hex
-    stores_from_settings(get_settings())[store].write_staging_key(
-        request_id, private_key_pem(loaded)
+    request_id, _ = stage_upload(
+        stores_from_settings(get_settings())[store],
+        data,
+        passphrase=secret.encode() if secret else None,
+        csr_data=csr_bytes,
     )
     return request_id
 
@@ -85,7 +89,7 @@ def issue(
         raise errors.InvalidKey(detail=f"unknown key type {key_type!r}")
     if store not in get_args(StoreKind):
         raise errors.ConfigError(detail=f"unknown store {store!r}: certificate or zero-touch")
-    csr_pem = None
+    csr_pem = csr_bytes = None
     names = list(name or [])
     if csr is not None:
         if key is None:
@@ -119,10 +123,7 @@ def issue(
             names, ca=vendor.name, vendor=vendor.vendor, default_limit=get_settings().max_names
         )
     targets = cli_deploy.check_issue_targets(target)
-    request_id = _stage_upload(store, key, key_passphrase)
-    if csr is not None:
-        stored_key = stores_from_settings(get_settings())[store].read_staging_key(str(request_id))
-        load_csr(csr_bytes, stored_key)  # the key must match before anything is ordered
+    request_id = _stage_upload(store, key, key_passphrase, csr_bytes)
     from acmeflow.flows.issue import issue_uploaded as issue_flow
 
     with progress_lines("acmeflow.progress", "acmeflow.deploy", enabled=not as_json):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from acmeflow.core import errors
+from acmeflow.core import errors, uploads
 from acmeflow.core.names import normalize_names
 from acmeflow.core.orders import check_names_ca_and_dns, log_failure
 from acmeflow.core.state import certificates, history
@@ -88,4 +88,27 @@ def record_failure(
     """Mark the history entry failed with the catalog message and detail; drop staged keys."""
     _fail(log_id, error)
     if store and request_id:
-        stores_from_settings(settings())[store].discard_staging_key(request_id)
+        _discard(store, request_id)
+
+
+@task(name="discard_staged_key", **STEP)  # type: ignore[call-overload]
+def discard_staged_key(store: str, request_id: str) -> None:
+    """Remove the key staged under ``request_id`` (an order that will not be placed)."""
+    _discard(store, request_id)
+
+
+def _discard(store: str, request_id: str) -> None:
+    stores_from_settings(settings())[store].discard_staging_key(request_id)
+
+
+@task(name="stage_pasted_csr", **STEP)  # type: ignore[call-overload]
+def stage_pasted_csr(
+    *, store: str, csr_pem: str, key_ref: str, names: list[str]
+) -> tuple[str, list[str]]:
+    """Check a CSR pasted into the form against the key its reference points to, then stage
+    that key: the request id and the names to order (nothing is ordered or logged before)."""
+    request_id, ordered = uploads.stage_pasted_csr(
+        stores_from_settings(settings())[store], csr_pem, key_ref, names
+    )
+    progress(f"pasted CSR verified against its key: {', '.join(ordered)}")
+    return request_id, ordered
