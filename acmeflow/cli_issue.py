@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, cast, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import typer
 
@@ -14,6 +15,7 @@ from acmeflow.core.names import check_name_count, normalize_names
 from acmeflow.core.state import cas, certificates
 from acmeflow.core.storage import stores_from_settings
 from acmeflow.core.uploads import stage_upload
+from acmeflow.runner_client import PROGRESS_LOGGERS, run_flow
 
 from . import cli_deploy
 from .cli_certs import cert_dict, print_cert
@@ -47,6 +49,13 @@ def _stage_upload(
         csr_data=csr_bytes,
     )
     return request_id
+
+
+def _issue_flow() -> Callable[..., Any]:
+    """The issue flow, imported only when this process runs it (no runner took it)."""
+    from acmeflow.flows.issue import issue_uploaded
+
+    return issue_uploaded
 
 
 @catalog_errors
@@ -124,20 +133,19 @@ def issue(
         )
     targets = cli_deploy.check_issue_targets(target)
     request_id = _stage_upload(store, key, key_passphrase, csr_bytes)
-    from acmeflow.flows.issue import issue_uploaded as issue_flow
-
-    with progress_lines("acmeflow.progress", "acmeflow.deploy", enabled=not as_json):
-        cert_id = issue_flow(
-            ca=ca,
-            names=names,
-            key_type=cast(KeyType, key_type),
-            store=cast(StoreKind, store),
-            auto_renew=auto_renew,
-            csr_fields=fields or None,
-            csr_pem=csr_pem,
-            request_id=request_id,
-            targets=targets,
-        )
+    parameters = {
+        "ca": ca,
+        "names": names,
+        "key_type": key_type,
+        "store": store,
+        "auto_renew": auto_renew,
+        "csr_fields": fields or None,
+        "csr_pem": csr_pem,
+        "request_id": request_id,
+        "targets": targets,
+    }
+    with progress_lines(*PROGRESS_LOGGERS, enabled=not as_json):
+        cert_id = int(run_flow("issue", parameters, _issue_flow))
     with database() as s:
         shown = cert_dict(certificates.get_certificate(s, cert_id))
     shown["deployments"] = cli_deploy.deployments_of(cert_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from acmeflow.config.settings import get_settings
-from acmeflow.server import ServerError, server_start, server_status, server_stop
+from acmeflow.server import ServerError, ServerInfo, server_start, server_status, server_stop
 
 from .output import console, err_console, print_json
 
@@ -35,6 +35,13 @@ def start(
         print_json({**asdict(info), "ui_url": info.ui_url})
         return
     console.print(f"[green]Prefect server up[/]: UI {info.ui_url}, API {info.url} (pid {info.pid})")
+    console.print(_runner_line(info))
+
+
+def _runner_line(info: ServerInfo) -> str:
+    if info.runner_pid:
+        return f"runner up (pid {info.runner_pid}): commands hand their flow runs to it"
+    return "runner down: commands run their flows themselves (see runner.log in the home)"
 
 
 @app.command("status")
@@ -45,6 +52,7 @@ def status(as_json: JsonOpt = False) -> None:
         print_json({**asdict(info), "ui_url": info.ui_url} if info else {"running": False})
     elif info:
         console.print(f"up: UI {info.ui_url}, API {info.url} (pid {info.pid})")
+        console.print(_runner_line(info))
     else:
         console.print("down (start it with `acmeflow server start`)")
     if info is None:
@@ -53,6 +61,6 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command("stop")
 def stop() -> None:
-    """Stop the local Prefect server this home started (nothing else)."""
+    """Stop the local Prefect server and its runner this home started (nothing else)."""
     stopped = server_stop(get_settings().home)
     console.print("stopped" if stopped else "was not running")

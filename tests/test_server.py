@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import stat
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from acmeflow.processes import alive
+from tests.fixtures_acmeflow import Home
 from tests.support import run_acmeflow
 
 pytestmark = [pytest.mark.prefect]
@@ -57,3 +61,59 @@ def test_start_status_use_and_stop(tmp_path: Path) -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not (home / "server.json").exists()
     assert acmeflow(home, "server", "status").returncode == 1
+
+
+HANDED = "run handed to the local server's runner"
+
+
+@pytest.mark.sandbox
+def test_commands_hand_their_runs_to_the_warm_runner_with_the_same_settings(home: Home) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    started = run_acmeflow("server", "start", "--json", env=env)
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    sock = home.path / "runner.sock"
+    try:
+        assert alive(info["runner_pid"], info["runner_start_time"])
+        assert stat.S_ISSOCK(sock.stat().st_mode) and sock.stat().st_mode & 0o777 == 0o600
+
+        issued = run_acmeflow("issue", "--ca", "sandbox", "--name", "warm.example.com", env=env)
+        assert issued.returncode == 0, issued.stdout + issued.stderr
+        assert HANDED in issued.stdout and "✓ validated: 1 challenge(s)" in issued.stdout
+        assert "Certificate 1 issued for warm.example.com" in issued.stdout
+
+        # a catalog error met in the runner's run: its message, exit 1, no traceback
+        refused = run_acmeflow("issue", "--ca", "sandbox", "--name", "cold.example.org", env=env)
+        assert refused.returncode == 1 and HANDED in refused.stdout
+        said = refused.stdout + refused.stderr
+        assert "Certificate is missing a DNS provider name." in said and "Traceback" not in said
+
+        # other settings than the runner's: the command runs its flow itself
+        own = run_acmeflow(
+            "issue", "--ca", "sandbox", "--name", "own.example.com",
+            env={**env, "ACMEFLOW_MAX_WORKERS": "4"},
+        )  # fmt: skip
+        assert own.returncode == 0 and HANDED not in own.stdout, own.stdout + own.stderr
+
+        # a runner gone (killed): the command runs its flow itself
+        os.kill(info["runner_pid"], signal.SIGKILL)
+        alone = run_acmeflow("issue", "--ca", "sandbox", "--name", "alone.example.com", env=env)
+        assert alone.returncode == 0 and HANDED not in alone.stdout, alone.stdout + alone.stderr
+
+        request = urllib.request.Request(
+            f"{info['url']}/flow_runs/filter",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            states = sorted(r["state_type"] for r in json.loads(answer.read()))
+        assert states == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]  # all on the server
+
+        # `server status` says the runner is down; `server start` puts a new one beside it
+        assert "runner down" in run_acmeflow("server", "status", env=env).stdout
+        healed = json.loads(run_acmeflow("server", "start", "--json", env=env).stdout)
+        assert healed["pid"] == info["pid"] and healed["runner_pid"] != info["runner_pid"]
+        assert alive(healed["runner_pid"], healed["runner_start_time"])
+    finally:
+        run_acmeflow("server", "stop", env=env)
+    assert not sock.exists()

@@ -1,0 +1,146 @@
+"""The warm flow runner of the local server: ``python -m acmeflow.runner`` (started and
+stopped by ``acmeflow server``). See :mod:`acmeflow.runner_client` for why and the protocol.
+
+It loads Prefect and the flows once, listens on the home's Unix socket (0600 in the 0700
+home) and runs the flows commands hand it, one at a time in its main thread, as the command
+would have run them itself: on the local Prefect server, with the same settings (a request
+from a command whose settings differ is refused, and that command runs the flow itself).
+Each run's progress records go back to its command; a command that goes away does not stop
+the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socketserver
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from acmeflow.config.settings import get_settings
+from acmeflow.core import errors
+from acmeflow.runner_client import PROGRESS_LOGGERS, environment_fingerprint, socket_path
+
+log = logging.getLogger("acmeflow.runner")
+
+Send = Callable[[dict[str, Any]], None]
+_busy = threading.Event()  # a run is under way
+
+
+@dataclass
+class _Job:
+    flow: str
+    parameters: dict[str, Any]
+    send: Send
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Forward(logging.Handler):
+    """Sends a run's progress records to the command that handed it over."""
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(level=logging.INFO)
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = {"logger": record.name, "level": record.levelno, "message": record.getMessage()}
+        self.send({"progress": line})
+
+
+def _flows() -> dict[str, Callable[..., Any]]:
+    """The flows commands may hand over (imported here, once: the point of the runner)."""
+    from acmeflow.flows.issue import issue_uploaded
+
+    return {"issue": issue_uploaded}
+
+
+def _handler(
+    jobs: queue.Queue[_Job], flows: dict[str, Callable[..., Any]], fingerprint: str
+) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            lock = threading.Lock()
+
+            def send(message: dict[str, Any]) -> None:
+                with lock:
+                    try:
+                        self.wfile.write(json.dumps(message).encode() + b"\n")
+                        self.wfile.flush()
+                    except OSError:  # the command went away: its run goes on
+                        pass
+
+            try:
+                request = json.loads(self.rfile.readline() or b"{}")
+            except ValueError:
+                request = {}
+            if request.get("environment") != fingerprint:
+                send({"refused": "the command's settings differ from the runner's"})
+                return
+            if request.get("flow") not in flows:
+                send({"refused": f"no flow {request.get('flow')!r} here"})
+                return
+            send({"accepted": os.getpid()})
+            if not jobs.empty() or _busy.is_set():
+                send(_note("waiting for the runner's current run to finish"))
+            job = _Job(request["flow"], dict(request.get("parameters") or {}), send)
+            jobs.put(job)
+            job.done.wait()
+
+    return Handler
+
+
+def _note(message: str) -> dict[str, Any]:
+    return {"progress": {"logger": "acmeflow.progress", "level": logging.INFO, "message": message}}
+
+
+def _run(job: _Job, flows: dict[str, Callable[..., Any]]) -> None:
+    """Run one handed-over flow with its progress forwarded; answer with its outcome."""
+    forward = _Forward(job.send)
+    loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(forward)
+    _busy.set()
+    try:
+        job.send({"result": flows[job.flow](**job.parameters)})
+    except errors.AcmeflowError as exc:
+        job.send({"error": {"type": exc.code, "message": exc.message, "detail": exc.detail}})
+    except Exception as exc:
+        log.exception("run of %s failed", job.flow)
+        job.send({"failure": f"{type(exc).__name__}: {exc}"})
+    finally:
+        _busy.clear()
+        for logger in loggers:
+            logger.removeHandler(forward)
+        job.done.set()
+
+
+def main() -> None:
+    """Listen on the home's socket and run what commands hand over, until terminated."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    flows = _flows()
+    path = socket_path(get_settings().home)
+    path.unlink(missing_ok=True)
+    jobs: queue.Queue[_Job] = queue.Queue()
+    previous = os.umask(0o177)  # the socket is created 0600
+    try:
+        server = socketserver.ThreadingUnixStreamServer(
+            str(path), _handler(jobs, flows, environment_fingerprint())
+        )
+    finally:
+        os.umask(previous)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="runner-socket", daemon=True).start()
+    log.info("runner ready on %s (pid %d)", path, os.getpid())
+    sys.stdout.flush()
+    while True:
+        _run(jobs.get(), flows)
+
+
+if __name__ == "__main__":
+    main()
