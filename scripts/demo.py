@@ -54,9 +54,10 @@ def main() -> None:
             subprocess.run([ACMEFLOW, *stop], env=env, check=False, capture_output=True)
         shutil.rmtree(HOME)
     run("sandbox", "up", env=env)
-    server = json.loads(run("server", "start", "--json", env=env, capture=True))
     sandbox = json.loads(run("sandbox", "env", "--json", env=env, capture=True))
     env.update(sandbox)
+    # started with the sandbox's settings, so its runner takes the commands' flow runs
+    server = json.loads(run("server", "start", "--json", env=env, capture=True))
     zone = "EXAMPLE_COM"
     run(
         "ca",
