@@ -66,6 +66,11 @@ def _global_options(
 def main() -> None:
     """Entry point of the ``acmeflow`` console script: a failure prints its catalog message
     and detail; the traceback goes to the log file (and the terminal with ``--debug``)."""
+    from .runner_client import answer_from_runner
+
+    answered = answer_from_runner(sys.argv[1:])  # certs list --json and the like, when served
+    if answered is not None:
+        raise SystemExit(answered)
     try:
         app(prog_name="acmeflow")
     except (SystemExit, KeyboardInterrupt):

@@ -11,6 +11,8 @@ the run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -18,13 +20,23 @@ import queue
 import socketserver
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO, cast
+
+import typer
+from typer import _click
+from typer.rich_utils import rich_format_error
 
 from acmeflow.config.settings import get_settings
 from acmeflow.core import errors
-from acmeflow.runner_client import PROGRESS_LOGGERS, environment_fingerprint, socket_path
+from acmeflow.runner_client import (
+    PROGRESS_LOGGERS,
+    SERVED,
+    environment_fingerprint,
+    served,
+    socket_path,
+)
 
 log = logging.getLogger("acmeflow.runner")
 
@@ -53,9 +65,13 @@ class _Forward(logging.Handler):
 
 
 def _flows() -> dict[str, Callable[..., Any]]:
-    """The flows commands may hand over (imported here, once: the point of the runner)."""
+    """The flows commands may hand over, and the modules of the commands it answers
+    (imported here, once: the point of the runner)."""
+    from acmeflow.cli_lazy import COMMANDS
     from acmeflow.flows.issue import issue_uploaded
 
+    for command in {c[0] for c in SERVED}:
+        COMMANDS[command].load(command)
     return {"issue": issue_uploaded}
 
 
@@ -81,6 +97,10 @@ def _handler(
             if request.get("environment") != fingerprint:
                 send({"refused": "the command's settings differ from the runner's"})
                 return
+            if "command" in request:  # answered here, beside any run: it only reads
+                send({"accepted": os.getpid()})
+                send({"output": _run_command([str(a) for a in request["command"]])})
+                return
             if request.get("flow") not in flows:
                 send({"refused": f"no flow {request.get('flow')!r} here"})
                 return
@@ -96,6 +116,64 @@ def _handler(
 
 def _note(message: str) -> dict[str, Any]:
     return {"progress": {"logger": "acmeflow.progress", "level": logging.INFO, "message": message}}
+
+
+class _ThreadStreams(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of the runner: a thread answering a command writes into
+    that command's buffer, every other thread to the runner's own stream (its log)."""
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        buffer: io.StringIO | None = getattr(self.local, "buffer", None)
+        return (buffer or self.real).write(text)
+
+    def flush(self) -> None:
+        if getattr(self.local, "buffer", None) is None:
+            self.real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @contextlib.contextmanager
+    def captured(self) -> Iterator[io.StringIO]:
+        self.local.buffer = io.StringIO()
+        try:
+            yield self.local.buffer
+        finally:
+            self.local.buffer = None
+
+
+def _run_command(argv: list[str]) -> dict[str, Any]:
+    """Run a served command line as the CLI would: its stdout, stderr and exit code."""
+    from acmeflow.cli import app
+
+    if not served(argv):
+        return {"stdout": "", "stderr": f"not served by the runner: {argv}\n", "code": 2}
+    streams = (sys.stdout, sys.stderr)
+    assert all(isinstance(s, _ThreadStreams) for s in streams)
+    out, err = cast(tuple[_ThreadStreams, _ThreadStreams], streams)
+    code: Any = 0
+    with out.captured() as stdout, err.captured() as stderr:
+        try:  # what Click's standalone mode does in a command's own process
+            code = app(args=argv, prog_name="acmeflow", standalone_mode=False)
+        except _click.exceptions.ClickException as exc:  # a usage error: the same message
+            rich_format_error(exc)
+            code = exc.exit_code
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except SystemExit as exc:
+            code = exc.code
+        except Exception as exc:
+            from acmeflow.failures import report_failure
+
+            log.exception("command %s failed", argv)
+            code = report_failure(exc, debug=False)
+    code = code if isinstance(code, int) else 0  # a command that returned: success
+    log.info("answered: acmeflow %s (exit %d)", " ".join(argv), code)
+    return {"stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "code": code}
 
 
 def _run(job: _Job, flows: dict[str, Callable[..., Any]]) -> None:
@@ -123,6 +201,13 @@ def _run(job: _Job, flows: dict[str, Callable[..., Any]]) -> None:
 def main() -> None:
     """Listen on the home's socket and run what commands hand over, until terminated."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    own = logging.StreamHandler(sys.stderr)  # its log, whatever Prefect makes of the root's
+    own.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    log.addHandler(own)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    sys.stdout = _ThreadStreams(sys.stdout)
+    sys.stderr = _ThreadStreams(sys.stderr)
     flows = _flows()
     path = socket_path(get_settings().home)
     path.unlink(missing_ok=True)

@@ -46,11 +46,6 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="an S3-compatible endpoint (MinIO, Ceph); default: AWS"
     )
-    use_runner: bool = Field(
-        default=True,
-        description="commands hand their flow runs to the local server's warm runner when it "
-        "runs with the same settings; false: always in the command's own process",
-    )
     max_workers: int = Field(default=16, ge=1, le=256)
     per_ca_concurrency: int = Field(default=8, ge=1)
     per_dns_provider_concurrency: int = Field(default=8, ge=1)

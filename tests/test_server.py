@@ -82,6 +82,16 @@ def test_commands_hand_their_runs_to_the_warm_runner_with_the_same_settings(home
         assert HANDED in issued.stdout and "✓ validated: 1 challenge(s)" in issued.stdout
         assert "Certificate 1 issued for warm.example.com" in issued.stdout
 
+        # certs list --json is answered by the runner, as the command itself would answer
+        listed = run_acmeflow("certs", "list", "--json", env=env)
+        own = run_acmeflow("certs", "list", "--json", env={**env, "ACMEFLOW_USE_RUNNER": "0"})
+        assert listed.returncode == own.returncode == 0 and listed.stdout == own.stdout
+        assert json.loads(listed.stdout)[0]["names"] == ["warm.example.com"]
+        runner_log = (home.path / "runner.log").read_text()
+        assert runner_log.count("answered: acmeflow certs list --json (exit 0)") == 1
+        usage = run_acmeflow("certs", "list", "--json", "--bogus", env=env)
+        assert usage.returncode == 2 and "No such option: --bogus" in usage.stderr
+
         # a catalog error met in the runner's run: its message, exit 1, no traceback
         refused = run_acmeflow("issue", "--ca", "sandbox", "--name", "cold.example.org", env=env)
         assert refused.returncode == 1 and HANDED in refused.stdout
