@@ -6,7 +6,8 @@ home) and runs the flows commands hand it, one at a time in its main thread, as 
 would have run them itself: on the local Prefect server, with the same settings (a request
 from a command whose settings differ is refused, and that command runs the flow itself).
 Each run's progress records go back to its command; a command that goes away does not stop
-the run.
+the run. The read-only JSON listings (``certs list --json``, ...) are answered in the thread
+that took the request, beside any run, their output captured for that thread alone.
 """
 
 from __future__ import annotations
