@@ -42,6 +42,8 @@ PROGRESS_LOGGERS = ("acmeflow.progress", "acmeflow.deploy")
 SETTING_PREFIXES = ("ACMEFLOW_", "PREFECT_", "AWS_", "AZURE_", "GOOGLE_")
 #: Commands the runner answers when they ask for JSON (read-only; nothing depends on a terminal).
 SERVED = (("certs", "list"), ("ca", "list"), ("logs",))
+#: Settings of a process's own console only (``--debug`` sets it): they need not match.
+CONSOLE_ONLY = frozenset({"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"})
 CONNECT_TIMEOUT = 2.0
 #: The longest the runner may stay silent during a run (validation alone may take minutes).
 SILENCE_LIMIT = 900.0
@@ -63,7 +65,9 @@ def environment_fingerprint(environ: Mapping[str, str] | None = None) -> str:
     stored in clear: it holds secrets such as the sealing key)."""
     environ = os.environ if environ is None else environ
     relevant = sorted(
-        (k, v) for k, v in environ.items() if k.startswith(SETTING_PREFIXES) or k == "HOME"
+        (k, v)
+        for k, v in environ.items()
+        if (k.startswith(SETTING_PREFIXES) or k == "HOME") and k not in CONSOLE_ONLY
     )
     return hashlib.sha256(json.dumps(relevant).encode()).hexdigest()
 

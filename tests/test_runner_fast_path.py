@@ -13,7 +13,7 @@ import pytest
 
 from acmeflow.config.environment import home_from, runner_allowed
 from acmeflow.config.settings import Settings
-from acmeflow.runner_client import served
+from acmeflow.runner_client import environment_fingerprint, served
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,13 @@ def test_without_a_runner_the_fast_path_steps_aside_without_heavy_imports(tmp_pa
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_fingerprint_covers_the_settings_but_not_the_console_level() -> None:
+    base = {"ACMEFLOW_HOME": "/h", "PREFECT_API_URL": "http://x/api", "PATH": "/bin", "HOME": "/r"}
+    same = environment_fingerprint(base)
+    assert environment_fingerprint({**base, "PATH": "/usr/bin", "TERM": "xterm"}) == same
+    debug = {**base, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}  # acmeflow --debug
+    assert environment_fingerprint(debug) == same
+    for changed in ("ACMEFLOW_DNS_QUERY_PORT", "PREFECT_API_KEY", "AWS_PROFILE", "HOME"):
+        assert environment_fingerprint({**base, changed: "other"}) != same, changed
