@@ -38,7 +38,7 @@ imports: venv
 	$(BIN)/lint-imports
 
 unit: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 faults: venv system-packages
 	$(BIN)/pytest -q tests/faults

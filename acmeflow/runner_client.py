@@ -152,8 +152,8 @@ def _next_answer(lines: Any) -> dict[str, Any] | None:
 
 def _follow(answers: Iterator[dict[str, Any]]) -> Any:
     """Replay the runner's progress on this process's loggers; return or raise its outcome."""
-    logging.getLogger("acmeflow.progress").info("run handed to the local server's runner")
     try:
+        logging.getLogger("acmeflow.progress").info("run handed to the local server's runner")
         for answer in answers:
             if "progress" in answer:
                 line = answer["progress"]
@@ -166,6 +166,12 @@ def _follow(answers: Iterator[dict[str, Any]]) -> Any:
                 raise RuntimeError(f"the runner's run failed: {answer['failure']}")
     except (OSError, ValueError) as exc:
         raise RunnerStopped(f"lost the runner during the run: {exc}") from None
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "Interrupted: the run goes on in the local server's runner "
+            "(`acmeflow logs` shows how it ends).\n"
+        )
+        raise SystemExit(130) from None
     raise RunnerStopped(
         "the runner stopped during the run; it is recovered like any interrupted run "
         "(see `acmeflow logs` and the runner's log, runner.log in the home)"

@@ -8,6 +8,8 @@ import os
 import signal
 import stat
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +94,48 @@ def test_commands_hand_their_runs_to_the_warm_runner_with_the_same_settings(home
         usage = run_acmeflow("certs", "list", "--json", "--bogus", env=env)
         assert usage.returncode == 2 and "No such option: --bogus" in usage.stderr
 
+        # two commands at once: the runner runs one after the other, both are issued
+        acmeflow_bin = str(Path(sys.executable).with_name("acmeflow"))
+        both = [
+            subprocess.Popen(
+                [acmeflow_bin, "issue", "--ca", "sandbox", "--name", f"{n}.example.com"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for n in ("first", "second")
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in both]
+        assert [p.returncode for p in both] == [0, 0], outputs
+        assert all(HANDED in out for out in outputs), outputs
+
+        # Ctrl-C while the run waits for the CA: the command stops waiting, the run goes on
+        os.kill(home.sandbox.pebble_pid, signal.SIGSTOP)
+        try:
+            waiting = subprocess.Popen(
+                [acmeflow_bin, "issue", "--ca", "sandbox", "--name", "ctrlc.example.com"],
+                env={**env, "PYTHONUNBUFFERED": "1"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert waiting.stdout is not None and HANDED in waiting.stdout.readline()
+            waiting.send_signal(signal.SIGINT)
+            _, err = waiting.communicate(timeout=60)
+        finally:
+            os.kill(home.sandbox.pebble_pid, signal.SIGCONT)
+        assert waiting.returncode == 130 and "the run goes on" in err, err
+
+        def issued_names() -> list[list[str]]:
+            shown = run_acmeflow("certs", "list", "--json", env=env).stdout
+            return [c["names"] for c in json.loads(shown)]
+
+        deadline = time.monotonic() + 90
+        while ["ctrlc.example.com"] not in issued_names():
+            assert time.monotonic() < deadline, "the interrupted command's run did not complete"
+            time.sleep(0.5)
+
         # a catalog error met in the runner's run: its message, exit 1, no traceback
         refused = run_acmeflow("issue", "--ca", "sandbox", "--name", "cold.example.org", env=env)
         assert refused.returncode == 1 and HANDED in refused.stdout
@@ -117,7 +161,7 @@ def test_commands_hand_their_runs_to_the_warm_runner_with_the_same_settings(home
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
             states = sorted(r["state_type"] for r in json.loads(answer.read()))
-        assert states == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]  # all on the server
+        assert states == ["COMPLETED"] * 6 + ["FAILED"]  # all on the server
 
         # `server status` says the runner is down; `server start` puts a new one beside it
         assert "runner down" in run_acmeflow("server", "status", env=env).stdout
