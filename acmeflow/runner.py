@@ -29,7 +29,7 @@ import typer
 from typer import _click
 from typer.rich_utils import rich_format_error
 
-from acmeflow.config.settings import get_settings
+from acmeflow.config.environment import home_from
 from acmeflow.core import errors
 from acmeflow.runner_client import (
     PROGRESS_LOGGERS,
@@ -43,6 +43,8 @@ log = logging.getLogger("acmeflow.runner")
 
 Send = Callable[[dict[str, Any]], None]
 _busy = threading.Event()  # a run is under way
+WAITING = "waiting for the runner's current run to finish"
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
 @dataclass
@@ -61,8 +63,7 @@ class _Forward(logging.Handler):
         self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = {"logger": record.name, "level": record.levelno, "message": record.getMessage()}
-        self.send({"progress": line})
+        self.send(_progress(record.name, record.levelno, record.getMessage()))
 
 
 def _flows() -> dict[str, Callable[..., Any]]:
@@ -107,7 +108,7 @@ def _handler(
                 return
             send({"accepted": os.getpid()})
             if not jobs.empty() or _busy.is_set():
-                send(_note("waiting for the runner's current run to finish"))
+                send(_progress("acmeflow.progress", logging.INFO, WAITING))
             job = _Job(request["flow"], dict(request.get("parameters") or {}), send)
             jobs.put(job)
             job.done.wait()
@@ -115,8 +116,9 @@ def _handler(
     return Handler
 
 
-def _note(message: str) -> dict[str, Any]:
-    return {"progress": {"logger": "acmeflow.progress", "level": logging.INFO, "message": message}}
+def _progress(logger: str, level: int, message: str) -> dict[str, Any]:
+    """A progress line for the command to print through its logger ``logger``."""
+    return {"progress": {"logger": logger, "level": level, "message": message}}
 
 
 class _ThreadStreams(io.TextIOBase):
@@ -201,16 +203,16 @@ def _run(job: _Job, flows: dict[str, Callable[..., Any]]) -> None:
 
 def main() -> None:
     """Listen on the home's socket and run what commands hand over, until terminated."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     own = logging.StreamHandler(sys.stderr)  # its log, whatever Prefect makes of the root's
-    own.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    own.setFormatter(logging.Formatter(LOG_FORMAT))
     log.addHandler(own)
     log.setLevel(logging.INFO)
     log.propagate = False
     sys.stdout = _ThreadStreams(sys.stdout)
     sys.stderr = _ThreadStreams(sys.stderr)
     flows = _flows()
-    path = socket_path(get_settings().home)
+    path = socket_path(home_from())  # found as commands find it
     path.unlink(missing_ok=True)
     jobs: queue.Queue[_Job] = queue.Queue()
     previous = os.umask(0o177)  # the socket is created 0600
